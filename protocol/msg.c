@@ -192,12 +192,12 @@ kp_err_t kp_tlv_decode(const kp_field_t *f, size_t nf, void *msg,
 	uint8_t *base = msg;
 	const uint8_t *end;
 	uint32_t has = 0;
-	unsigned last_tag = 0;
+	int last_tag = -1; /* tag 0x00 is unknown, not a duplicate */
 
 	if (f == NULL || msg == NULL || (p == NULL && n > 0))
 		return KP_ERR_ARG;
 	memset(msg, 0, msg_size);
-	end = p + n;
+	end = n > 0 ? p + n : p; /* NULL + 0 is undefined in C */
 	while (p != end) {
 		const kp_field_t *fd = NULL;
 		uint8_t tag;
@@ -211,9 +211,9 @@ kp_err_t kp_tlv_decode(const kp_field_t *f, size_t nf, void *msg,
 		/* the length comes from the wire */
 		if (len > (size_t)(end - p))
 			return KP_ERR_TLV_OVERRUN;
-		if (tag == last_tag)
+		if ((int)tag == last_tag)
 			return KP_ERR_TLV_DUP;
-		if (tag < last_tag)
+		if ((int)tag < last_tag)
 			return KP_ERR_TLV_ORDER;
 		last_tag = tag;
 		for (size_t i = 0; i < nf; i++)
