@@ -3,7 +3,8 @@
  * a child process, for integration tests and the demo.
  *
  * The child gets PR_SET_PDEATHSIG(SIGKILL), so a crashed test never
- * leaves simulators behind. Its stderr goes to an unlinked temporary file
+ * leaves simulators behind. Linux ties that to the forking THREAD: start
+ * simulators from a thread that outlives them (e.g. the main thread). Its stderr goes to an unlinked temporary file
  * that ks_simproc_stop()/_wait() parse for "WRITES n" and
  * "POWER CUT after write n".
  */

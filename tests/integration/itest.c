@@ -197,7 +197,8 @@ static ks_err_t check_challenge(it_env_t *e, ks_agent_t *a,
 
 static void note_refusal(it_env_t *e, ks_agent_t *a, ks_err_t r)
 {
-	if (e->verbose || r != KS_ERR_AGENT)
+	(void)r;
+	if (e->verbose)
 		printf("#   %s: %s\n", ks_strerror(r), ks_agent_last_error(a));
 }
 
@@ -215,9 +216,11 @@ ks_err_t it_provision(it_env_t *e, ks_agent_t *a, it_origin_t origin,
 	ks_err_t r = KS_OK;
 
 	uid_hex(h, cn);
-	if (h->st.state == KP_STATE_LOCKED)
+	/* LOCKED at level 1 only (cut during LOCK 2): lock again, it is
+	 * idempotent */
+	if (h->st.state == KP_STATE_LOCKED && h->st.lock == IT_LOCK_ALL)
 		goto out;
-	if (h->st.state == KP_STATE_COMMITTED)
+	if (h->st.state >= KP_STATE_COMMITTED)
 		goto lock;
 	if (origin == IT_DEVKEY) {
 		uint8_t seed[32];
