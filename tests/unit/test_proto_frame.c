@@ -483,7 +483,8 @@ static void test_rx_each_error_reported(void **state)
 	assert_int_equal(ev.n, 8);
 	for (size_t i = 0; i < 7; i++) {
 		assert_int_equal(ev.ev[i].kind, KP_RX_ERROR);
-		assert_string_equal(kp_err_name(ev.ev[i].err), kp_err_name(want[i]));
+		assert_string_equal(kp_err_name((int)ev.ev[i].err),
+				    kp_err_name((int)want[i]));
 	}
 	assert_int_equal(ev.ev[7].kind, KP_RX_FRAME);
 	assert_int_equal(rx.frames_bad, 7);

@@ -47,6 +47,12 @@ typedef struct {
 
 static int failures;
 
+/* kp_err_t may be unsigned (clang): convert explicitly. */
+static const char *ename(kp_err_t e)
+{
+	return kp_err_name((int)e);
+}
+
 static void fail(const vector_t *v, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
@@ -500,7 +506,7 @@ static int do_frame(const vector_t *v)
 		got = first.err;
 		if (direct != got)
 			fail(v, "kp_frame_decode says %s, receiver %s",
-			     kp_err_name(direct), kp_err_name(got));
+			     ename(direct), ename(got));
 	} else if ((d = kp_msg_find(first.hdr.type)) == NULL) {
 		got = KP_ERR_TYPE;
 	} else {
@@ -518,8 +524,8 @@ static int do_frame(const vector_t *v)
 				     message);
 		}
 	}
-	if (strcmp(kp_err_name(got), expect) != 0) {
-		fail(v, "decoding gave %s, expected %s", kp_err_name(got), expect);
+	if (strcmp(ename(got), expect) != 0) {
+		fail(v, "decoding gave %s, expected %s", ename(got), expect);
 		return 0;
 	}
 	if (!expect_ok(v))
@@ -551,7 +557,7 @@ static int do_frame(const vector_t *v)
 		kp_err_t r = kp_tlv_encode(f, nf, want.b, out, sizeof(out), &n);
 
 		if (r != KP_OK) {
-			fail(v, "encoder: %s", kp_err_name(r));
+			fail(v, "encoder: %s", ename(r));
 			return 0;
 		}
 		if (!check_bytes(v, "encoded payload", out, n, payload, pn))
@@ -559,7 +565,7 @@ static int do_frame(const vector_t *v)
 		h.len = (uint16_t)pn;
 		r = kp_frame_encode(&h, payload, pn, out, sizeof(out), &n);
 		if (r != KP_OK) {
-			fail(v, "frame encoder: %s", kp_err_name(r));
+			fail(v, "frame encoder: %s", ename(r));
 			return 0;
 		}
 		if (!check_bytes(v, "encoded frame", out, n, wire, wn))
@@ -583,14 +589,14 @@ static int do_blob(const vector_t *v)
 		return 0;
 	r = kp_blob_encode(b, out, sizeof(out), &n);
 	if (r != KP_OK) {
-		fail(v, "kp_blob_encode: %s", kp_err_name(r));
+		fail(v, "kp_blob_encode: %s", ename(r));
 		return 0;
 	}
 	if (!check_bytes(v, "blob", out, n, payload, pn))
 		return 0;
 	r = kp_blob_decode((kp_blob_t *)(void *)dec.b, payload, pn);
 	if (r != KP_OK) {
-		fail(v, "kp_blob_decode: %s", kp_err_name(r));
+		fail(v, "kp_blob_decode: %s", ename(r));
 		return 0;
 	}
 	return same_fields(v, f, nf, &want, &dec) && check_sha(v, payload, pn);
@@ -625,7 +631,7 @@ static int do_challenge(const vector_t *v)
 	r = kp_challenge_message(c.uid, c.uid_len, c.nonce, c.nonce_len, out,
 				 sizeof(out), &n);
 	if (r != KP_OK) {
-		fail(v, "kp_challenge_message: %s", kp_err_name(r));
+		fail(v, "kp_challenge_message: %s", ename(r));
 		return 0;
 	}
 	return check_bytes(v, "challenge message", out, n, payload, pn) &&
