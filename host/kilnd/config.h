@@ -1,0 +1,100 @@
+/*
+ * kilnd: the station configuration file (INI).
+ *
+ *   [station]       id, registry, control_socket, socket_group,
+ *                   station_key, log_level, checkpoint_interval
+ *   [ca]            cert, key, chain
+ *   [profile NAME]  keys forwarded one by one to ks_profile_set()
+ *   [slot NAME]     port (a link spec), enabled
+ *
+ * Unknown sections and keys are errors; every error names FILE:LINE, the
+ * key and the value. Relative paths resolve against the directory of the
+ * configuration file.
+ */
+#ifndef KILN_HOST_KILND_CONFIG_H
+#define KILN_HOST_KILND_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "host/lib/err.h"
+
+#define KD_NAME_MAX 64u
+#define KD_VALUE_MAX 1024u
+#define KD_DEFAULT_SOCKET "/run/kiln/kilnd.sock"
+#define KD_DEFAULT_CHECKPOINT 64u /* audit events between checkpoints */
+
+/* One key = value line of a [profile NAME] section. */
+typedef struct {
+	char key[KD_NAME_MAX];
+	char value[KD_VALUE_MAX];
+	unsigned line;
+} kd_kv_t;
+
+typedef struct {
+	char name[KD_NAME_MAX];
+	unsigned line; /* line of the section header */
+	kd_kv_t *kv;
+	size_t nkv;
+} kd_profile_cfg_t;
+
+typedef struct {
+	char name[KD_NAME_MAX];
+	char port[KD_VALUE_MAX]; /* link spec, paths made absolute */
+	bool enabled;
+	unsigned line;      /* section header */
+	unsigned port_line; /* 0 = no port key */
+} kd_slot_cfg_t;
+
+typedef struct {
+	char path[PATH_MAX]; /* the configuration file as given */
+	char dir[PATH_MAX];  /* its directory, absolute */
+
+	char station_id[KD_NAME_MAX];
+	char registry[PATH_MAX];
+	char control_socket[PATH_MAX];
+	char socket_group[KD_NAME_MAX]; /* "" = keep the daemon's group */
+	gid_t socket_gid;
+	char station_key[PATH_MAX];
+	int log_level; /* ks_log_level_t */
+	unsigned checkpoint_interval; /* audit events; 0 = batch stop/exit only */
+
+	char ca_cert[PATH_MAX];
+	char ca_key[PATH_MAX];
+	char ca_chain[PATH_MAX]; /* "" = none */
+
+	/* lines of the keys above (0 = not given), for later diagnostics */
+	unsigned registry_line, station_key_line;
+	unsigned ca_line, ca_cert_line, ca_key_line, ca_chain_line;
+
+	kd_profile_cfg_t *profiles;
+	size_t nprofiles;
+	kd_slot_cfg_t *slots;
+	size_t nslots;
+} kd_config_t;
+
+/**
+ * Read and validate the configuration file at path. On failure returns
+ * KS_ERR_CONFIG (or KS_ERR_NOMEM / KS_ERR_IO) and writes one line per
+ * problem ("FILE:LINE: ...") into err. On success *out owns the config;
+ * free it with kd_config_free().
+ */
+ks_err_t kd_config_load(const char *path, kd_config_t **out, char *err,
+			size_t errlen) __attribute__((warn_unused_result));
+
+/** Free a configuration (NULL-safe); clears the pointer. */
+void kd_config_free(kd_config_t **cfg);
+
+/** Find a slot by name; NULL if none. */
+const kd_slot_cfg_t *kd_config_slot(const kd_config_t *cfg, const char *name);
+
+/**
+ * Resolve path against dir (absolute paths are copied). Returns KS_OK or
+ * KS_ERR_ARG when the result does not fit.
+ */
+ks_err_t kd_config_resolve(const char *dir, const char *path, char *out,
+			   size_t outlen) __attribute__((warn_unused_result));
+
+#endif
