@@ -1,0 +1,198 @@
+/*
+ * kiln station library: host-generated P-256 keys and point conversions
+ * (OpenSSL 3 EVP / OSSL_PARAM interfaces only).
+ */
+#include "host/lib/hostkey.h"
+
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
+#include "host/lib/log.h"
+
+ks_err_t ks_hostkey_generate(EVP_PKEY **key)
+{
+	if (key == NULL)
+		return KS_ERR_ARG;
+	*key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	if (*key == NULL) {
+		ks_log_error("P-256 key generation failed");
+		return KS_ERR_CRYPTO;
+	}
+	return KS_OK;
+}
+
+/* 1 if key is an EC key on P-256 with a named curve. */
+static int is_p256(const EVP_PKEY *key)
+{
+	char group[64];
+	size_t glen = 0;
+
+	if (!EVP_PKEY_is_a(key, "EC"))
+		return 0;
+	if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME,
+					   group, sizeof(group), &glen) != 1)
+		return 0;
+	return strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0;
+}
+
+ks_err_t ks_hostkey_export_scalar(const EVP_PKEY *key,
+				  uint8_t out[KS_P256_SCALAR_LEN])
+{
+	BIGNUM *d = NULL;
+	ks_err_t r = KS_ERR_CRYPTO;
+
+	if (key == NULL || out == NULL)
+		return KS_ERR_ARG;
+	if (!is_p256(key)) {
+		r = KS_ERR_POLICY;
+		goto out;
+	}
+	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1)
+		goto out;
+	if (BN_bn2binpad(d, out, KS_P256_SCALAR_LEN) != KS_P256_SCALAR_LEN)
+		goto out;
+	r = KS_OK;
+out:
+	BN_clear_free(d);
+	if (r != KS_OK)
+		OPENSSL_cleanse(out, KS_P256_SCALAR_LEN);
+	return r;
+}
+
+ks_err_t ks_pubkey_point(const EVP_PKEY *key, uint8_t out[KS_P256_POINT_LEN])
+{
+	BIGNUM *x = NULL, *y = NULL;
+	ks_err_t r = KS_ERR_CRYPTO;
+
+	if (key == NULL || out == NULL)
+		return KS_ERR_ARG;
+	if (!is_p256(key)) {
+		r = KS_ERR_POLICY;
+		goto out;
+	}
+	/* X and Y as numbers: independent of the key's point encoding. */
+	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x) != 1 ||
+	    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &y) != 1)
+		goto out;
+	out[0] = 0x04;
+	if (BN_bn2binpad(x, out + 1, 32) != 32 ||
+	    BN_bn2binpad(y, out + 33, 32) != 32)
+		goto out;
+	r = KS_OK;
+out:
+	BN_free(x);
+	BN_free(y);
+	return r;
+}
+
+ks_err_t ks_hostkey_pubkey_point(const EVP_PKEY *key,
+				 uint8_t out[KS_P256_POINT_LEN])
+{
+	return ks_pubkey_point(key, out);
+}
+
+void ks_hostkey_free(EVP_PKEY **key)
+{
+	if (key == NULL)
+		return;
+	EVP_PKEY_free(*key);
+	*key = NULL;
+}
+
+ks_err_t ks_pubkey_from_point(const uint8_t pt[KS_P256_POINT_LEN],
+			      EVP_PKEY **out)
+{
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL, *chk = NULL;
+	EVP_PKEY *pk = NULL;
+	ks_err_t r = KS_ERR_CRYPTO;
+
+	if (pt == NULL || out == NULL)
+		return KS_ERR_ARG;
+	*out = NULL;
+	if (pt[0] != 0x04) {
+		r = KS_ERR_VERIFY;
+		goto out;
+	}
+	bld = OSSL_PARAM_BLD_new();
+	if (bld == NULL ||
+	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+					    "prime256v1", 0) != 1 ||
+	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt,
+					     KS_P256_POINT_LEN) != 1)
+		goto out;
+	params = OSSL_PARAM_BLD_to_param(bld);
+	ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	if (params == NULL || ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1)
+		goto out;
+	if (EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+		/* oct2point refuses points that are not on the curve. */
+		r = KS_ERR_VERIFY;
+		goto out;
+	}
+	chk = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
+	if (chk == NULL)
+		goto out;
+	if (EVP_PKEY_public_check(chk) != 1) {
+		r = KS_ERR_VERIFY;
+		goto out;
+	}
+	*out = pk;
+	pk = NULL;
+	r = KS_OK;
+out:
+	EVP_PKEY_CTX_free(chk);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pk);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	return r;
+}
+
+/* SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (66) } */
+static const uint8_t p256_spki_prefix[KS_P256_SPKI_LEN - KS_P256_POINT_LEN] = {
+	0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48,
+	0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+	0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+};
+
+void ks_pubkey_spki_encode(const uint8_t pt[KS_P256_POINT_LEN],
+			   uint8_t out[KS_P256_SPKI_LEN])
+{
+	memcpy(out, p256_spki_prefix, sizeof(p256_spki_prefix));
+	memcpy(out + sizeof(p256_spki_prefix), pt, KS_P256_POINT_LEN);
+}
+
+int ks_pubkey_spki_point(const uint8_t *spki, size_t len,
+			 uint8_t pt[KS_P256_POINT_LEN])
+{
+	if (spki == NULL || len != KS_P256_SPKI_LEN ||
+	    memcmp(spki, p256_spki_prefix, sizeof(p256_spki_prefix)) != 0)
+		return 0;
+	memcpy(pt, spki + sizeof(p256_spki_prefix), KS_P256_POINT_LEN);
+	return 1;
+}
+
+ks_err_t ks_pubkey_spki_sha256(const EVP_PKEY *key, uint8_t out[32])
+{
+	uint8_t pt[KS_P256_POINT_LEN], spki[KS_P256_SPKI_LEN];
+	unsigned int mdlen = 0;
+	ks_err_t r;
+
+	if (key == NULL || out == NULL)
+		return KS_ERR_ARG;
+	r = ks_pubkey_point(key, pt);
+	if (r != KS_OK)
+		return r;
+	ks_pubkey_spki_encode(pt, spki);
+	if (EVP_Digest(spki, sizeof(spki), out, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen != 32)
+		return KS_ERR_CRYPTO;
+	return KS_OK;
+}
