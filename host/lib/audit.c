@@ -1,0 +1,1068 @@
+/*
+ * kiln station library: hash-chained audit log, signed checkpoints and the
+ * offline verifier. Formats: docs/registry.md.
+ */
+#include "host/lib/audit.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+#include <sqlite3.h>
+
+#include "db/migrations.h"
+#include "host/lib/err.h"
+#include "host/lib/log.h"
+#include "host/lib/registry_priv.h"
+
+#define CP_DOMAIN "kiln-audit-checkpoint-v1"
+#define CP_MSG_MAX (sizeof(CP_DOMAIN) + 4 + KS_REG_NAME_MAX + 8 + 32)
+
+/* ---- row hash ---- */
+
+enum { TAG_NULL = 0, TAG_INT = 1, TAG_TEXT = 2, TAG_BLOB = 3 };
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+	int i;
+
+	for (i = n - 1; i >= 0; i--) {
+		p[i] = (uint8_t)(v & 0xff);
+		v >>= 8;
+	}
+}
+
+static void hash_field(EVP_MD_CTX *c, int tag, const void *p, size_t n)
+{
+	uint8_t hdr[5];
+
+	hdr[0] = (uint8_t)tag;
+	put_be(hdr + 1, (uint64_t)n, 4);
+	EVP_DigestUpdate(c, hdr, sizeof(hdr));
+	if (n > 0)
+		EVP_DigestUpdate(c, p, n);
+}
+
+static void hash_int(EVP_MD_CTX *c, int64_t v)
+{
+	uint8_t b[8];
+
+	put_be(b, (uint64_t)v, 8);
+	hash_field(c, TAG_INT, b, 8);
+}
+
+static void hash_text(EVP_MD_CTX *c, const char *s)
+{
+	if (s == NULL)
+		hash_field(c, TAG_NULL, NULL, 0);
+	else
+		hash_field(c, TAG_TEXT, s, strlen(s));
+}
+
+void ks_audit_row_hash(const ks_audit_row_t *row, const uint8_t prev[32],
+		       uint8_t out[32])
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	unsigned int n = 0;
+
+	/* Only allocation can fail here; the all-ones value then matches no
+	 * stored hash, so a verifier reports the row instead of passing. */
+	if (c == NULL || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+		memset(out, 0xff, 32);
+		EVP_MD_CTX_free(c);
+		return;
+	}
+	EVP_DigestUpdate(c, prev, 32);
+	hash_int(c, row->seq);
+	hash_int(c, row->time_ms);
+	hash_text(c, row->station);
+	hash_text(c, row->actor);
+	hash_text(c, row->type);
+	if (row->uid == NULL)
+		hash_field(c, TAG_NULL, NULL, 0);
+	else
+		hash_field(c, TAG_BLOB, row->uid, row->uid_len);
+	hash_text(c, row->device_serial);
+	hash_text(c, row->cert_serial);
+	if (row->has_session)
+		hash_int(c, row->session_id);
+	else
+		hash_field(c, TAG_NULL, NULL, 0);
+	hash_text(c, row->details);
+	if (EVP_DigestFinal_ex(c, out, &n) != 1 || n != 32)
+		memset(out, 0xff, 32);
+	EVP_MD_CTX_free(c);
+}
+
+size_t ks_audit_checkpoint_message(const char *station, int64_t seq,
+				   const uint8_t head[32], uint8_t *buf,
+				   size_t cap)
+{
+	size_t dl = sizeof(CP_DOMAIN) - 1;
+	size_t sl;
+	size_t need;
+
+	if (station == NULL || head == NULL)
+		return 0;
+	sl = strlen(station);
+	if (sl > 0xffff)
+		return 0;
+	need = dl + 4 + sl + 8 + 32;
+	if (buf == NULL || cap < need)
+		return need;
+	memcpy(buf, CP_DOMAIN, dl);
+	put_be(buf + dl, (uint64_t)sl, 4);
+	memcpy(buf + dl + 4, station, sl);
+	put_be(buf + dl + 4 + sl, (uint64_t)seq, 8);
+	memcpy(buf + dl + 4 + sl + 8, head, 32);
+	return need;
+}
+
+int ks_audit_pubkey_sha256(EVP_PKEY *key, uint8_t out[32])
+{
+	unsigned char *der = NULL;
+	int n;
+
+	if (key == NULL)
+		return KS_ERR_ARG;
+	n = i2d_PUBKEY(key, &der);
+	if (n <= 0)
+		return KS_ERR_CRYPTO;
+	SHA256(der, (size_t)n, out);
+	OPENSSL_free(der);
+	return KS_OK;
+}
+
+/* ---- signatures ---- */
+
+int ks_audit_sign(EVP_PKEY *key, const uint8_t *msg, size_t len,
+		  uint8_t **sig, size_t *sig_len)
+{
+	EVP_MD_CTX *md = NULL;
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	int r = KS_ERR_CRYPTO;
+
+	*sig = NULL;
+	*sig_len = 0;
+	md = EVP_MD_CTX_new();
+	if (md == NULL ||
+	    EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
+	    EVP_DigestSign(md, NULL, &n, msg, len) != 1)
+		goto out;
+	buf = OPENSSL_malloc(n);
+	if (buf == NULL || EVP_DigestSign(md, buf, &n, msg, len) != 1)
+		goto out;
+	*sig = buf;
+	*sig_len = n;
+	buf = NULL;
+	r = KS_OK;
+out:
+	OPENSSL_free(buf);
+	EVP_MD_CTX_free(md);
+	return r;
+}
+
+int ks_audit_sig_verify(EVP_PKEY *pub, const uint8_t *msg, size_t len,
+			const uint8_t *sig, size_t sig_len)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int r = KS_ERR_VERIFY;
+
+	if (md != NULL &&
+	    EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) == 1 &&
+	    EVP_DigestVerify(md, sig, sig_len, msg, len) == 1)
+		r = KS_OK;
+	EVP_MD_CTX_free(md);
+	return r;
+}
+
+char *ks_audit_b64_encode(const uint8_t *p, size_t n)
+{
+	char *out;
+
+	if (n > 0x3fffffff)
+		return NULL;
+	out = malloc(4 * ((n + 2) / 3) + 1);
+	if (out != NULL)
+		EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+	return out;
+}
+
+/* Decode standard base64 (no whitespace); *out malloc'ed. */
+int ks_audit_b64_decode(const char *s, uint8_t **out, size_t *out_len)
+{
+	size_t n = strlen(s);
+	uint8_t *buf;
+	int m;
+	size_t pad = 0;
+
+	*out = NULL;
+	*out_len = 0;
+	if (n == 0 || n % 4 != 0 || n > 0x3fffffff)
+		return KS_ERR_ARG;
+	buf = malloc(n / 4 * 3 + 1);
+	if (buf == NULL)
+		return KS_ERR_NOMEM;
+	m = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
+	if (m < 0) {
+		free(buf);
+		return KS_ERR_ARG;
+	}
+	if (s[n - 1] == '=')
+		pad++;
+	if (s[n - 2] == '=')
+		pad++;
+	*out = buf;
+	*out_len = (size_t)m - pad;
+	return KS_OK;
+}
+
+/* ---- append ---- */
+
+static int audit_head(ks_reg_t *reg, int64_t *seq, uint8_t hash[32])
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	int r = KS_OK;
+
+	*seq = 0;
+	memset(hash, 0, 32);
+	rc = sqlite3_prepare_v2(reg->db,
+				"SELECT seq, row_hash FROM audit ORDER BY seq "
+				"DESC LIMIT 1",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return ks_reg_sqlite_err(reg, rc, "audit head");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(st, 0);
+		if (sqlite3_column_bytes(st, 1) == 32)
+			memcpy(hash, sqlite3_column_blob(st, 1), 32);
+		else
+			r = KS_ERR_AUDIT;
+	} else if (rc != SQLITE_DONE) {
+		r = ks_reg_sqlite_err(reg, rc, "audit head");
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+int ks_audit_since_checkpoint(ks_reg_t *reg, int64_t *count)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	int r = KS_OK;
+
+	*count = 0;
+	rc = sqlite3_prepare_v2(reg->db,
+				"SELECT coalesce(max(seq), 0) - coalesce((SELECT "
+				"max(seq) FROM audit WHERE type = 'CHECKPOINT'), "
+				"0) FROM audit",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return ks_reg_sqlite_err(reg, rc, "since checkpoint");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*count = sqlite3_column_int64(st, 0);
+	else
+		r = ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db),
+				      "since checkpoint");
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int meta_put(ks_reg_t *reg, const char *key, const void *blob,
+		    size_t n, int64_t ival)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(reg->db,
+				"INSERT INTO meta(key, value) VALUES(?, ?) ON "
+				"CONFLICT(key) DO UPDATE SET value = "
+				"excluded.value",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return ks_reg_sqlite_err(reg, rc, "meta");
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (blob != NULL)
+		sqlite3_bind_blob64(st, 2, blob, (sqlite3_uint64)n,
+				    SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(st, 2, ival);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return ks_reg_sqlite_err(reg, sqlite3_extended_errcode(reg->db),
+					 "meta");
+	return KS_OK;
+}
+
+static int append_row(ks_reg_t *reg, const ks_audit_ev_t *ev, int64_t *seq)
+{
+	sqlite3_stmt *st = NULL;
+	ks_audit_row_t row;
+	uint8_t prev[32], hash[32];
+	int64_t head = 0;
+	int r;
+	int rc;
+
+	r = audit_head(reg, &head, prev);
+	if (r != KS_OK)
+		return r;
+	memset(&row, 0, sizeof(row));
+	row.seq = head + 1;
+	row.time_ms = ks_reg_now_ms();
+	row.station = reg->station;
+	row.actor = ev->actor != NULL ? ev->actor : "kilnd";
+	row.type = ks_reg_event_name((int)ev->type);
+	row.uid = ev->uid;
+	row.uid_len = ev->uid != NULL ? ev->uid_len : 0;
+	row.device_serial = ev->device_serial;
+	row.cert_serial = ev->cert_serial;
+	row.has_session = ev->session_id != 0;
+	row.session_id = ev->session_id;
+	row.details = ev->details;
+	ks_audit_row_hash(&row, prev, hash);
+
+	rc = sqlite3_prepare_v2(reg->db,
+				"INSERT INTO audit(seq, time_ms, station_id, "
+				"actor, type, uid, device_serial, cert_serial, "
+				"session_id, details, prev_hash, row_hash) "
+				"VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return ks_reg_sqlite_err(reg, rc, "audit insert");
+	sqlite3_bind_int64(st, 1, row.seq);
+	sqlite3_bind_int64(st, 2, row.time_ms);
+	sqlite3_bind_text(st, 3, row.station, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, row.actor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, row.type, -1, SQLITE_STATIC);
+	if (row.uid != NULL)
+		sqlite3_bind_blob64(st, 6, row.uid,
+				    (sqlite3_uint64)row.uid_len, SQLITE_STATIC);
+	if (row.device_serial != NULL)
+		sqlite3_bind_text(st, 7, row.device_serial, -1, SQLITE_STATIC);
+	if (row.cert_serial != NULL)
+		sqlite3_bind_text(st, 8, row.cert_serial, -1, SQLITE_STATIC);
+	if (row.has_session)
+		sqlite3_bind_int64(st, 9, row.session_id);
+	if (row.details != NULL)
+		sqlite3_bind_text(st, 10, row.details, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 11, prev, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 12, hash, 32, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return ks_reg_sqlite_err(reg, sqlite3_extended_errcode(reg->db),
+					 "audit insert");
+	ks_reg_fault(reg, "audit:append");
+	/* The head is also kept in meta so that a tail removed with the
+	 * triggers dropped shows (unless meta is forged too). */
+	r = meta_put(reg, "audit_head_seq", NULL, 0, row.seq);
+	if (r == KS_OK)
+		r = meta_put(reg, "audit_head_hash", hash, 32, 0);
+	if (r == KS_OK && seq != NULL)
+		*seq = row.seq;
+	return r;
+}
+
+int ks_audit_append_checkpoint(ks_reg_t *reg, const char *actor)
+{
+	uint8_t head[32];
+	uint8_t msg[CP_MSG_MAX];
+	uint8_t *sig = NULL;
+	size_t sig_len = 0, mlen;
+	char hhex[65], khex[65];
+	char *b64 = NULL, *details = NULL;
+	int64_t seq = 0;
+	int r;
+
+	if (reg->key == NULL)
+		return KS_ERR_STATE;
+	r = audit_head(reg, &seq, head);
+	if (r != KS_OK)
+		return r;
+	mlen = ks_audit_checkpoint_message(reg->station, seq, head, msg,
+					   sizeof(msg));
+	if (mlen == 0 || mlen > sizeof(msg))
+		return KS_ERR_INTERNAL;
+	r = ks_audit_sign(reg->key, msg, mlen, &sig, &sig_len);
+	if (r != KS_OK)
+		goto out;
+	b64 = ks_audit_b64_encode(sig, sig_len);
+	if (b64 == NULL) {
+		r = KS_ERR_NOMEM;
+		goto out;
+	}
+	ks_reg_hex(head, 32, hhex);
+	ks_reg_hex(reg->key_sha256, 32, khex);
+	details = json_dumps(json_pack("{s:I, s:s, s:s, s:s}", "covers_seq",
+				       (json_int_t)seq, "head", hhex,
+				       "key_sha256", khex, "sig", b64),
+			     JSON_COMPACT | JSON_SORT_KEYS);
+	if (details == NULL) {
+		r = KS_ERR_NOMEM;
+		goto out;
+	}
+	{
+		ks_audit_ev_t ev = { .type = KS_REG_EV_CHECKPOINT,
+				     .actor = actor ? actor : "kilnd",
+				     .details = details };
+
+		r = append_row(reg, &ev, NULL);
+	}
+out:
+	OPENSSL_free(sig);
+	free(b64);
+	free(details);
+	return r;
+}
+
+int ks_audit_append(ks_reg_t *reg, const ks_audit_ev_t *ev, int64_t *seq)
+{
+	int64_t pending = 0;
+	int r;
+
+	ks_reg_fault(reg, "audit:before");
+	r = append_row(reg, ev, seq);
+	if (r != KS_OK || reg->key == NULL || reg->cp_every == 0 ||
+	    ev->type == KS_REG_EV_CHECKPOINT)
+		return r;
+	r = ks_audit_since_checkpoint(reg, &pending);
+	if (r == KS_OK && pending >= (int64_t)reg->cp_every)
+		r = ks_audit_append_checkpoint(reg, NULL);
+	return r;
+}
+
+int ks_audit_checkpoint(ks_reg_t *reg, const char *actor)
+{
+	int r;
+
+	if (reg == NULL)
+		return KS_ERR_ARG;
+	pthread_mutex_lock(&reg->mu);
+	if (reg->key == NULL) {
+		r = KS_ERR_STATE;
+		goto out;
+	}
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK)
+		goto out;
+	r = ks_audit_append_checkpoint(reg, actor);
+	if (r == KS_OK)
+		r = ks_reg_tx_commit(reg);
+	else
+		ks_reg_tx_rollback(reg);
+out:
+	pthread_mutex_unlock(&reg->mu);
+	return r;
+}
+
+/* ---- verification ---- */
+
+typedef struct {
+	sqlite3 *db;
+	ks_audit_report_t *rep;
+	X509_STORE *store;
+	STACK_OF(X509) *untrusted;
+	EVP_PKEY *pub;
+	uint8_t pub_sha256[32];
+} vctx_t;
+
+__attribute__((format(printf, 2, 3)))
+static void problem(vctx_t *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	v->rep->errors++;
+	if (v->rep->first_error[0] != '\0')
+		return;
+	va_start(ap, fmt);
+	vsnprintf(v->rep->first_error, sizeof(v->rep->first_error), fmt, ap);
+	va_end(ap);
+	ks_log_warn("audit verify: %s", v->rep->first_error);
+}
+
+static int hex_decode(const char *s, uint8_t *out, size_t n)
+{
+	size_t i;
+	unsigned v;
+
+	if (s == NULL || strlen(s) != 2 * n)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+static void check_checkpoint(vctx_t *v, int64_t seq, const char *station,
+			     const char *details, const uint8_t prev[32])
+{
+	json_t *j = NULL;
+	json_int_t covers = 0;
+	const char *head_hex = NULL, *key_hex = NULL, *sig_b64 = NULL;
+	uint8_t head[32], khash[32];
+	uint8_t msg[CP_MSG_MAX];
+	uint8_t *sig = NULL;
+	size_t sig_len = 0, mlen;
+
+	j = details ? json_loads(details, 0, NULL) : NULL;
+	if (j == NULL ||
+	    json_unpack(j, "{s:I, s:s, s:s, s:s}", "covers_seq", &covers,
+			"head", &head_hex, "key_sha256", &key_hex, "sig",
+			&sig_b64) != 0 ||
+	    hex_decode(head_hex, head, 32) != 0 ||
+	    hex_decode(key_hex, khash, 32) != 0) {
+		problem(v, "audit seq %lld (CHECKPOINT): malformed details",
+			(long long)seq);
+		goto out;
+	}
+	if (covers != seq - 1 || memcmp(head, prev, 32) != 0) {
+		problem(v,
+			"audit seq %lld (CHECKPOINT): covers seq %lld but does "
+			"not match the head of the log before it",
+			(long long)seq, (long long)covers);
+		goto out;
+	}
+	if (memcmp(khash, v->pub_sha256, 32) != 0) {
+		problem(v,
+			"audit seq %lld (CHECKPOINT): signed by key %.16s..., "
+			"not the configured station key",
+			(long long)seq, key_hex);
+		goto out;
+	}
+	mlen = ks_audit_checkpoint_message(station, covers, head, msg,
+					   sizeof(msg));
+	if (mlen == 0 || mlen > sizeof(msg) ||
+	    ks_audit_b64_decode(sig_b64, &sig, &sig_len) != KS_OK ||
+	    ks_audit_sig_verify(v->pub, msg, mlen, sig, sig_len) != KS_OK) {
+		problem(v, "audit seq %lld (CHECKPOINT): bad signature",
+			(long long)seq);
+		goto out;
+	}
+	v->rep->checkpoints++;
+	v->rep->last_checkpoint_seq = seq;
+out:
+	free(sig);
+	json_decref(j);
+}
+
+static const char *ctext(sqlite3_stmt *st, int i)
+{
+	return (const char *)sqlite3_column_text(st, i);
+}
+
+static int verify_chain(vctx_t *v)
+{
+	sqlite3_stmt *st = NULL;
+	uint8_t prev[32], calc[32];
+	int64_t expect = 1;
+	int rc;
+
+	memset(prev, 0, sizeof(prev));
+	rc = sqlite3_prepare_v2(v->db,
+				"SELECT seq, time_ms, station_id, actor, type, "
+				"uid, device_serial, cert_serial, session_id, "
+				"details, prev_hash, row_hash FROM audit ORDER "
+				"BY seq",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return KS_ERR_DB;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ks_audit_row_t row;
+		const void *ph = sqlite3_column_blob(st, 10);
+		const void *rh = sqlite3_column_blob(st, 11);
+
+		memset(&row, 0, sizeof(row));
+		row.seq = sqlite3_column_int64(st, 0);
+		row.time_ms = sqlite3_column_int64(st, 1);
+		row.station = ctext(st, 2);
+		row.actor = ctext(st, 3);
+		row.type = ctext(st, 4);
+		if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+			row.uid = sqlite3_column_blob(st, 5);
+			row.uid_len = (size_t)sqlite3_column_bytes(st, 5);
+			if (row.uid == NULL)
+				row.uid = (const uint8_t *)"";
+		}
+		row.device_serial = ctext(st, 6);
+		row.cert_serial = ctext(st, 7);
+		row.has_session = sqlite3_column_type(st, 8) != SQLITE_NULL;
+		row.session_id = sqlite3_column_int64(st, 8);
+		row.details = ctext(st, 9);
+		v->rep->rows++;
+		if (row.seq != expect)
+			problem(v,
+				"audit seq %lld: expected seq %lld (rows "
+				"deleted, inserted or reordered)",
+				(long long)row.seq, (long long)expect);
+		if (ph == NULL || sqlite3_column_bytes(st, 10) != 32 ||
+		    memcmp(ph, prev, 32) != 0)
+			problem(v,
+				"audit seq %lld: prev_hash does not link to the "
+				"row before it",
+				(long long)row.seq);
+		ks_audit_row_hash(&row, prev, calc);
+		if (rh == NULL || sqlite3_column_bytes(st, 11) != 32 ||
+		    memcmp(rh, calc, 32) != 0)
+			problem(v,
+				"audit seq %lld (%s): row_hash mismatch (the "
+				"row was edited)",
+				(long long)row.seq,
+				row.type ? row.type : "?");
+		if (row.type != NULL && strcmp(row.type, "CHECKPOINT") == 0)
+			check_checkpoint(v, row.seq,
+					 row.station ? row.station : "",
+					 row.details, prev);
+		if (rh != NULL && sqlite3_column_bytes(st, 11) == 32)
+			memcpy(prev, rh, 32);
+		else
+			memcpy(prev, calc, 32);
+		v->rep->head_seq = row.seq;
+		expect = row.seq + 1;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return KS_ERR_DB;
+	memcpy(v->rep->head_hash, prev, 32);
+	v->rep->unsigned_tail =
+		(uint64_t)(v->rep->head_seq - v->rep->last_checkpoint_seq);
+	return KS_OK;
+}
+
+/* The head recorded in meta by every append must be the log's head. */
+static int verify_meta_head(vctx_t *v)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t seq = 0;
+	int have_seq = 0, have_hash = 0;
+	uint8_t hash[32];
+	int rc;
+
+	rc = sqlite3_prepare_v2(v->db,
+				"SELECT key, value FROM meta WHERE key IN "
+				"('audit_head_seq', 'audit_head_hash')",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return KS_ERR_DB;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *k = ctext(st, 0);
+
+		if (k && strcmp(k, "audit_head_seq") == 0) {
+			seq = sqlite3_column_int64(st, 1);
+			have_seq = 1;
+		} else if (k && sqlite3_column_bytes(st, 1) == 32) {
+			memcpy(hash, sqlite3_column_blob(st, 1), 32);
+			have_hash = 1;
+		}
+	}
+	sqlite3_finalize(st);
+	if (!have_seq && v->rep->head_seq == 0)
+		return KS_OK;
+	if (!have_seq || seq != v->rep->head_seq) {
+		problem(v,
+			"audit: the log ends at seq %lld but the registry "
+			"recorded its head at seq %lld (rows after seq %lld "
+			"were removed)",
+			(long long)v->rep->head_seq, (long long)seq,
+			(long long)v->rep->head_seq);
+	} else if (!have_hash || memcmp(hash, v->rep->head_hash, 32) != 0) {
+		problem(v,
+			"audit seq %lld: head hash differs from the one the "
+			"registry recorded",
+			(long long)seq);
+	}
+	return KS_OK;
+}
+
+static int load_ca(vctx_t *v, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	X509 *x;
+	int n = 0;
+	int r = KS_ERR_CONFIG;
+
+	if (f == NULL) {
+		ks_log_error("cannot open CA file %s", path);
+		return KS_ERR_CONFIG;
+	}
+	v->store = X509_STORE_new();
+	v->untrusted = sk_X509_new_null();
+	if (v->store == NULL || v->untrusted == NULL)
+		goto out;
+	while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+		n++;
+		/* Self-signed: a trust anchor; else an intermediate. */
+		if (X509_check_issued(x, x) == X509_V_OK) {
+			if (X509_STORE_add_cert(v->store, x) != 1) {
+				X509_free(x);
+				goto out;
+			}
+			X509_free(x);
+		} else if (!sk_X509_push(v->untrusted, x)) {
+			X509_free(x);
+			goto out;
+		}
+	}
+	if (n > 0)
+		r = KS_OK;
+	else
+		ks_log_error("no certificate in %s", path);
+out:
+	fclose(f);
+	return r;
+}
+
+static int chains_to_ca(vctx_t *v, X509 *x, int *err)
+{
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	int ok = 0;
+
+	*err = X509_V_ERR_UNSPECIFIED;
+	if (ctx == NULL ||
+	    X509_STORE_CTX_init(ctx, v->store, x, v->untrusted) != 1)
+		goto out;
+	/* The audit is of what was issued, possibly long ago. */
+	X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME);
+	ok = X509_verify_cert(ctx) == 1;
+	*err = X509_STORE_CTX_get_error(ctx);
+out:
+	X509_STORE_CTX_free(ctx);
+	return ok;
+}
+
+/* CERT_ISSUED event details of a certificate serial: cert_sha256 hex. */
+static int issued_event_hash(vctx_t *v, const char *serial, uint8_t out[32],
+			     int64_t *count)
+{
+	sqlite3_stmt *st = NULL;
+	int found = 0;
+
+	*count = 0;
+	if (sqlite3_prepare_v2(v->db,
+			       "SELECT details FROM audit WHERE type = "
+			       "'CERT_ISSUED' AND cert_serial = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *j = json_loads(ctext(st, 0) ? ctext(st, 0) : "", 0,
+				       NULL);
+		const char *h = NULL;
+
+		(*count)++;
+		if (j != NULL && json_unpack(j, "{s:s}", "cert_sha256", &h) == 0 &&
+		    hex_decode(h, out, 32) == 0)
+			found = 1;
+		json_decref(j);
+	}
+	sqlite3_finalize(st);
+	return found;
+}
+
+static void verify_one_cert(vctx_t *v, sqlite3_stmt *st)
+{
+	int64_t id = sqlite3_column_int64(st, 0);
+	const uint8_t *der = sqlite3_column_blob(st, 1);
+	int der_len = sqlite3_column_bytes(st, 1);
+	const char *serial = ctext(st, 2);
+	const void *pk = sqlite3_column_blob(st, 3);
+	int64_t nb = sqlite3_column_int64(st, 4);
+	int64_t na = sqlite3_column_int64(st, 5);
+	const void *spk = sqlite3_column_blob(st, 6);
+	int spk_len = sqlite3_column_bytes(st, 6);
+	const unsigned char *p = der;
+	X509 *x = NULL;
+	BIGNUM *bn = NULL;
+	char *hex = NULL;
+	uint8_t h[32], ev_hash[32];
+	int64_t nev = 0;
+	struct tm tm;
+	int err = 0;
+
+	if (serial == NULL)
+		serial = "?";
+	v->rep->certificates++;
+	if (der != NULL && der_len > 0)
+		x = d2i_X509(NULL, &p, der_len);
+	if (x == NULL || p != der + der_len) {
+		problem(v, "certificates id %lld (serial %s): DER does not "
+			   "parse", (long long)id, serial);
+		goto out;
+	}
+	if (!chains_to_ca(v, x, &err)) {
+		problem(v,
+			"certificates id %lld (serial %s): does not chain to "
+			"the CA (%s)",
+			(long long)id, serial,
+			X509_verify_cert_error_string(err));
+		goto out;
+	}
+	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+	hex = bn ? BN_bn2hex(bn) : NULL;
+	if (hex == NULL || strcasecmp(hex, serial) != 0) {
+		problem(v,
+			"certificates id %lld: DER serial %s does not match the "
+			"row's serial %s",
+			(long long)id, hex ? hex : "?", serial);
+		goto out;
+	}
+	if (ks_audit_pubkey_sha256(X509_get0_pubkey(x), h) != KS_OK ||
+	    pk == NULL || sqlite3_column_bytes(st, 3) != 32 ||
+	    memcmp(h, pk, 32) != 0) {
+		problem(v,
+			"certificates id %lld (serial %s): public key hash does "
+			"not match the DER",
+			(long long)id, serial);
+		goto out;
+	}
+	if (spk == NULL || spk_len != 32 || memcmp(spk, pk, 32) != 0) {
+		problem(v,
+			"certificates id %lld (serial %s): public key is not "
+			"the one its session recorded",
+			(long long)id, serial);
+		goto out;
+	}
+	memset(&tm, 0, sizeof(tm));
+	if (!ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) ||
+	    (int64_t)timegm(&tm) != nb ||
+	    !ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) ||
+	    (int64_t)timegm(&tm) != na) {
+		problem(v,
+			"certificates id %lld (serial %s): validity does not "
+			"match the DER",
+			(long long)id, serial);
+		goto out;
+	}
+	SHA256(der, (size_t)der_len, h);
+	if (!issued_event_hash(v, serial, ev_hash, &nev) || nev != 1) {
+		problem(v,
+			"certificates id %lld (serial %s): has %lld CERT_ISSUED "
+			"audit events (expected 1)",
+			(long long)id, serial, (long long)nev);
+		goto out;
+	}
+	if (memcmp(h, ev_hash, 32) != 0)
+		problem(v,
+			"certificates id %lld (serial %s): DER differs from the "
+			"certificate recorded in its CERT_ISSUED event",
+			(long long)id, serial);
+out:
+	OPENSSL_free(hex);
+	BN_free(bn);
+	X509_free(x);
+}
+
+static int verify_certs(vctx_t *v)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(v->db,
+				"SELECT c.id, c.der, c.serial_hex, "
+				"c.pubkey_sha256, c.not_before, c.not_after, "
+				"s.pubkey_sha256 FROM certificates c LEFT JOIN "
+				"sessions s ON s.id = c.session_id ORDER BY c.id",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return KS_ERR_DB;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		verify_one_cert(v, st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? KS_OK : KS_ERR_DB;
+}
+
+/* Cross-checks: each query returns (table id, text) rows that are wrong. */
+static const struct {
+	const char *sql;
+	const char *fmt; /* with %lld for the id and %s for the text */
+} cross_checks[] = {
+	{ "SELECT d.id, d.serial FROM devices d WHERE d.state = 'ACTIVE' AND "
+	  "(SELECT count(*) FROM certificates c WHERE c.device_id = d.id AND "
+	  "c.status = 'ACTIVE') <> 1 ORDER BY d.id",
+	  "devices id %lld (serial %s): ACTIVE but does not have exactly one "
+	  "ACTIVE certificate" },
+	{ "SELECT d.id, d.serial FROM devices d JOIN certificates c ON c.id = "
+	  "d.cert_id WHERE d.pubkey_sha256 IS NOT c.pubkey_sha256 OR "
+	  "c.device_id <> d.id ORDER BY d.id",
+	  "devices id %lld (serial %s): public key hash does not match its "
+	  "certificate" },
+	{ "SELECT d.id, d.serial FROM devices d JOIN certificates c ON c.id = "
+	  "d.cert_id JOIN sessions s ON s.id = c.session_id WHERE d.state = "
+	  "'ACTIVE' AND s.device_serial <> d.serial ORDER BY d.id",
+	  "devices id %lld (serial %s): serial is not the one its ACTIVE "
+	  "certificate was issued for" },
+	{ "SELECT c.id, c.serial_hex FROM certificates c LEFT JOIN devices d "
+	  "ON d.id = c.device_id WHERE c.status = 'ACTIVE' AND (d.cert_id IS "
+	  "NULL OR d.cert_id <> c.id) ORDER BY c.id",
+	  "certificates id %lld (serial %s): ACTIVE but not its device's "
+	  "current certificate" },
+	{ "SELECT c.id, c.serial_hex FROM certificates c JOIN sessions s ON "
+	  "s.id = c.session_id WHERE (c.status = 'ISSUED' AND s.state IN "
+	  "('ACTIVE', 'FAILED', 'VOID', 'SCRAPPED')) OR (c.status IN "
+	  "('ACTIVE', 'SUPERSEDED') AND s.state <> 'ACTIVE') OR c.device_id "
+	  "<> s.device_id ORDER BY c.id",
+	  "certificates id %lld (serial %s): status does not agree with its "
+	  "session" },
+	{ "SELECT c.id, c.serial_hex FROM certificates c WHERE c.status = "
+	  "'VOID' AND NOT EXISTS (SELECT 1 FROM audit a WHERE a.type = "
+	  "'VOIDED' AND a.cert_serial = c.serial_hex) ORDER BY c.id",
+	  "certificates id %lld (serial %s): VOID without a VOIDED audit "
+	  "event" },
+	{ "SELECT a.seq, a.cert_serial FROM audit a WHERE a.type = "
+	  "'CERT_ISSUED' AND NOT EXISTS (SELECT 1 FROM certificates c WHERE "
+	  "c.serial_hex = a.cert_serial) ORDER BY a.seq",
+	  "audit seq %lld: CERT_ISSUED for certificate %s which is not in the "
+	  "certificates table" },
+	{ "SELECT a.seq, a.cert_serial FROM audit a WHERE a.type = 'VOIDED' "
+	  "AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial_hex = "
+	  "a.cert_serial AND c.status = 'VOID') ORDER BY a.seq",
+	  "audit seq %lld: VOIDED certificate %s is not VOID in the "
+	  "certificates table" },
+	{ "SELECT a.seq, a.type FROM audit a WHERE a.session_id IS NOT NULL "
+	  "AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = a.session_id) "
+	  "ORDER BY a.seq",
+	  "audit seq %lld (%s): names a session that is not in the sessions "
+	  "table" },
+	{ "SELECT s.id, s.device_serial FROM sessions s WHERE NOT EXISTS "
+	  "(SELECT 1 FROM audit a WHERE a.type = 'SESSION_RESERVED' AND "
+	  "a.session_id = s.id AND a.device_serial = s.device_serial) ORDER BY "
+	  "s.id",
+	  "sessions id %lld (serial %s): no SESSION_RESERVED audit event" },
+	{ "SELECT s.id, s.device_serial FROM sessions s WHERE s.state IN "
+	  "('ACTIVE', 'FAILED', 'VOID', 'SCRAPPED') AND NOT EXISTS (SELECT 1 "
+	  "FROM audit a WHERE a.session_id = s.id AND a.type = CASE s.state "
+	  "WHEN 'VOID' THEN 'VOIDED' ELSE s.state END) ORDER BY s.id",
+	  "sessions id %lld (serial %s): final state has no audit event" },
+	{ "SELECT s.id, s.device_serial FROM sessions s WHERE (SELECT a.type "
+	  "FROM audit a WHERE a.session_id = s.id AND a.type IN "
+	  "('SESSION_RESERVED', 'KEYED', 'CERT_ISSUED', 'WRITTEN', 'VERIFIED', "
+	  "'LOCKED', 'ACTIVE', 'FAILED', 'VOIDED', 'SCRAPPED') ORDER BY a.seq "
+	  "DESC LIMIT 1) IS NOT CASE s.state WHEN 'RESERVED' THEN "
+	  "'SESSION_RESERVED' WHEN 'ISSUED' THEN 'CERT_ISSUED' WHEN 'VOID' "
+	  "THEN 'VOIDED' ELSE s.state END ORDER BY s.id",
+	  "sessions id %lld (serial %s): state differs from its last audit "
+	  "event" },
+};
+
+static int verify_cross(vctx_t *v)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(cross_checks) / sizeof(cross_checks[0]); i++) {
+		sqlite3_stmt *st = NULL;
+		int rc;
+
+		rc = sqlite3_prepare_v2(v->db, cross_checks[i].sql, -1, &st,
+					NULL);
+		if (rc != SQLITE_OK) {
+			ks_log_error("cross check %zu: %s", i,
+				     sqlite3_errmsg(v->db));
+			return KS_ERR_DB;
+		}
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			const char *t = ctext(st, 1);
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+			problem(v, cross_checks[i].fmt,
+				(long long)sqlite3_column_int64(st, 0),
+				t ? t : "NULL");
+#pragma GCC diagnostic pop
+		}
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE)
+			return KS_ERR_DB;
+	}
+	{
+		sqlite3_stmt *st = NULL;
+
+		if (sqlite3_prepare_v2(v->db, "SELECT count(*) FROM devices",
+				       -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW)
+			v->rep->devices = (uint64_t)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return KS_OK;
+}
+
+int ks_audit_verify(const char *db_path, const char *ca_pem_path,
+		    EVP_PKEY *station_pub, ks_audit_report_t *report)
+{
+	vctx_t v;
+	sqlite3_stmt *st = NULL;
+	int version = -1;
+	int r = KS_ERR_ARG;
+
+	memset(&v, 0, sizeof(v));
+	if (report == NULL)
+		return KS_ERR_ARG;
+	memset(report, 0, sizeof(*report));
+	v.rep = report;
+	if (db_path == NULL || ca_pem_path == NULL || station_pub == NULL)
+		goto out;
+	r = ks_audit_pubkey_sha256(station_pub, v.pub_sha256);
+	if (r != KS_OK)
+		goto out;
+	v.pub = station_pub;
+	r = load_ca(&v, ca_pem_path);
+	if (r != KS_OK)
+		goto out;
+	r = KS_ERR_DB;
+	if (sqlite3_open_v2(db_path, &v.db, SQLITE_OPEN_READONLY, NULL) !=
+	    SQLITE_OK) {
+		ks_log_error("cannot open %s", db_path);
+		goto out;
+	}
+	sqlite3_busy_timeout(v.db, 5000);
+	if (sqlite3_prepare_v2(v.db, "PRAGMA user_version", -1, &st, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version < 1 || version > (int)ks_db_migration_count) {
+		ks_log_error("%s: not a kiln registry of a known schema (%d)",
+			     db_path, version);
+		r = version < 1 ? KS_ERR_DB : KS_ERR_UNSUPPORTED;
+		goto out;
+	}
+	/* One read transaction: a consistent snapshot of every table. */
+	if (sqlite3_exec(v.db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		goto out;
+	r = verify_chain(&v);
+	if (r == KS_OK)
+		r = verify_meta_head(&v);
+	if (r == KS_OK)
+		r = verify_certs(&v);
+	if (r == KS_OK)
+		r = verify_cross(&v);
+	(void)sqlite3_exec(v.db, "COMMIT", NULL, NULL, NULL);
+	if (r != KS_OK)
+		goto out;
+	report->ok = report->errors == 0;
+	r = report->ok ? KS_OK : KS_ERR_AUDIT;
+out:
+	if (r != KS_OK && r != KS_ERR_AUDIT && report->first_error[0] == '\0')
+		snprintf(report->first_error, sizeof(report->first_error),
+			 "verification could not run: %s", ks_strerror(r));
+	sqlite3_close(v.db);
+	X509_STORE_free(v.store);
+	sk_X509_pop_free(v.untrusted, X509_free);
+	return r;
+}

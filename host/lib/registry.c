@@ -1,0 +1,2215 @@
+/*
+ * kiln station library: the registry (SQLite). See registry.h and
+ * docs/registry.md.
+ */
+#include "host/lib/registry.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <sqlite3.h>
+
+#include "db/migrations.h"
+#include "host/lib/audit.h"
+#include "host/lib/err.h"
+#include "host/lib/log.h"
+#include "host/lib/registry_priv.h"
+
+#define FINAL_STATES "('ACTIVE', 'FAILED', 'VOID', 'SCRAPPED')"
+#define DEFAULT_ACTOR "kilnd"
+#define BUSY_TIMEOUT_MS 5000
+#define BEGIN_RETRIES 200
+
+static const char *const state_names[] = {
+#define KS_REG_X(name, str) str,
+	KS_REG_STATES(KS_REG_X)
+#undef KS_REG_X
+};
+
+static const char *const event_names[] = {
+#define KS_REG_X(name, str) str,
+	KS_REG_EVENTS(KS_REG_X)
+#undef KS_REG_X
+};
+
+const char *ks_reg_state_name(int state)
+{
+	if (state < 0 || state >= KS_REG_STATE_COUNT)
+		return "?";
+	return state_names[state];
+}
+
+int ks_reg_state_parse(const char *name)
+{
+	int i;
+
+	if (name == NULL)
+		return -1;
+	for (i = 0; i < KS_REG_STATE_COUNT; i++)
+		if (strcmp(name, state_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+int ks_reg_state_is_final(ks_reg_state_t state)
+{
+	return state == KS_REG_ACTIVE || state == KS_REG_FAILED ||
+	       state == KS_REG_VOID || state == KS_REG_SCRAPPED;
+}
+
+const char *ks_reg_event_name(int type)
+{
+	if (type < 0 || type >= KS_REG_EV_COUNT)
+		return "?";
+	return event_names[type];
+}
+
+int ks_reg_event_parse(const char *name)
+{
+	int i;
+
+	if (name == NULL)
+		return -1;
+	for (i = 0; i < KS_REG_EV_COUNT; i++)
+		if (strcmp(name, event_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *ks_reg_key_origin_name(ks_reg_key_origin_t origin)
+{
+	return origin == KS_REG_KEY_HOST ? "host" : "device";
+}
+
+static int key_origin_parse(const char *s)
+{
+	return (s != NULL && strcmp(s, "host") == 0) ? KS_REG_KEY_HOST
+						     : KS_REG_KEY_DEVICE;
+}
+
+int ks_reg_schema_version(void)
+{
+	return (int)ks_db_migration_count;
+}
+
+const char *ks_reg_station(const ks_reg_t *reg)
+{
+	return reg != NULL ? reg->station : "";
+}
+
+/* ---- helpers shared with audit.c / export.c ---- */
+
+int64_t ks_reg_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ks_reg_hex(const uint8_t *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
+void ks_reg_fault(ks_reg_t *reg, const char *point)
+{
+	if (reg->hook != NULL)
+		reg->hook(reg->hook_ctx, point);
+}
+
+int ks_reg_sqlite_err(ks_reg_t *reg, int rc, const char *what)
+{
+	int primary = rc & 0xff;
+
+	if (rc == SQLITE_CONSTRAINT_UNIQUE ||
+	    rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+		ks_log_debug("%s: %s", what, sqlite3_errmsg(reg->db));
+		return KS_ERR_DUPLICATE;
+	}
+	ks_log_error("%s: %s (%d)", what, sqlite3_errmsg(reg->db), rc);
+	if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+		return KS_ERR_BUSY;
+	return KS_ERR_DB;
+}
+
+static void backoff(int attempt)
+{
+	struct timespec ts = { 0, 0 };
+	long ms = attempt < 10 ? 1 + attempt : 20;
+
+	ts.tv_nsec = ms * 1000000L;
+	nanosleep(&ts, NULL);
+}
+
+int ks_reg_tx_begin(ks_reg_t *reg)
+{
+	int rc = SQLITE_BUSY;
+	int i;
+
+	/* The busy handler already waits BUSY_TIMEOUT_MS; keep trying a bit
+	 * longer when another process holds the write lock for long. */
+	for (i = 0; i < BEGIN_RETRIES; i++) {
+		rc = sqlite3_exec(reg->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY)
+			break;
+		backoff(i);
+	}
+	if (rc != SQLITE_OK)
+		return ks_reg_sqlite_err(reg, rc, "BEGIN IMMEDIATE");
+	return KS_OK;
+}
+
+int ks_reg_tx_commit(ks_reg_t *reg)
+{
+	int rc = SQLITE_BUSY;
+	int i;
+
+	ks_reg_fault(reg, "commit");
+	for (i = 0; i < BEGIN_RETRIES; i++) {
+		rc = sqlite3_exec(reg->db, "COMMIT", NULL, NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY)
+			break;
+		backoff(i);
+	}
+	if (rc != SQLITE_OK) {
+		int r = ks_reg_sqlite_err(reg, rc, "COMMIT");
+
+		ks_reg_tx_rollback(reg);
+		return r;
+	}
+	return KS_OK;
+}
+
+void ks_reg_tx_rollback(ks_reg_t *reg)
+{
+	if (!sqlite3_get_autocommit(reg->db))
+		(void)sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ---- small statement helpers ---- */
+
+static int prep(ks_reg_t *reg, const char *sql, sqlite3_stmt **st)
+{
+	int rc = sqlite3_prepare_v2(reg->db, sql, -1, st, NULL);
+
+	if (rc != SQLITE_OK) {
+		*st = NULL;
+		return ks_reg_sqlite_err(reg, rc, sql);
+	}
+	return KS_OK;
+}
+
+/* Step a statement that returns no row; finalizes it. */
+static int run(ks_reg_t *reg, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+	int r = KS_OK;
+
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		r = ks_reg_sqlite_err(reg, sqlite3_extended_errcode(reg->db),
+				      what);
+	sqlite3_finalize(st);
+	return r;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s != NULL)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static void bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
+{
+	if (p != NULL)
+		sqlite3_bind_blob64(st, i, p, (sqlite3_uint64)n,
+				    SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static void col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	snprintf(out, cap, "%s", t != NULL ? (const char *)t : "");
+}
+
+/* Copy a 32-byte blob column; returns 1 when present. */
+static int col_hash(sqlite3_stmt *st, int i, uint8_t out[32])
+{
+	if (sqlite3_column_type(st, i) != SQLITE_BLOB ||
+	    sqlite3_column_bytes(st, i) != 32)
+		return 0;
+	memcpy(out, sqlite3_column_blob(st, i), 32);
+	return 1;
+}
+
+static const char *actor_or_default(const char *actor)
+{
+	return (actor != NULL && actor[0] != '\0') ? actor : DEFAULT_ACTOR;
+}
+
+/* json_dumps of a jansson object (steals the reference); NULL on error. */
+static char *json_text(json_t *obj)
+{
+	char *s = NULL;
+
+	if (obj != NULL)
+		s = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(obj);
+	return s;
+}
+
+/* ---- open / migrate / close ---- */
+
+static int pragma_int(ks_reg_t *reg, const char *sql, int *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(reg, sql, &st);
+
+	if (r != KS_OK)
+		return r;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*out = sqlite3_column_int(st, 0);
+	else
+		r = ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db), sql);
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int migrate(ks_reg_t *reg)
+{
+	int version = 0;
+	int r;
+	unsigned i;
+
+	r = pragma_int(reg, "PRAGMA user_version", &version);
+	if (r != KS_OK)
+		return r;
+	if (version < 0 || version > (int)ks_db_migration_count) {
+		ks_log_error("registry schema version %d is newer than this "
+			     "build supports (%u): refusing to open it",
+			     version, ks_db_migration_count);
+		return KS_ERR_UNSUPPORTED;
+	}
+	for (i = (unsigned)version; i < ks_db_migration_count; i++) {
+		const ks_db_migration_t *m = &ks_db_migrations[i];
+		char sql[64];
+		int now = 0;
+		int rc;
+
+		r = ks_reg_tx_begin(reg);
+		if (r != KS_OK)
+			return r;
+		/* Another process may have migrated meanwhile. */
+		r = pragma_int(reg, "PRAGMA user_version", &now);
+		if (r != KS_OK || now >= m->version) {
+			ks_reg_tx_rollback(reg);
+			if (r != KS_OK)
+				return r;
+			continue;
+		}
+		rc = sqlite3_exec(reg->db, m->sql, NULL, NULL, NULL);
+		if (rc == SQLITE_OK) {
+			snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+				 m->version);
+			rc = sqlite3_exec(reg->db, sql, NULL, NULL, NULL);
+		}
+		if (rc != SQLITE_OK) {
+			r = ks_reg_sqlite_err(reg, rc, m->name);
+			ks_reg_tx_rollback(reg);
+			return r;
+		}
+		r = ks_reg_tx_commit(reg);
+		if (r != KS_OK)
+			return r;
+		ks_log_info("registry migrated to schema %d (%s)", m->version,
+			    m->name);
+	}
+	return KS_OK;
+}
+
+static int open_pragmas(ks_reg_t *reg)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	int ok = 0;
+
+	sqlite3_extended_result_codes(reg->db, 1);
+	sqlite3_busy_timeout(reg->db, BUSY_TIMEOUT_MS);
+	r = prep(reg, "PRAGMA journal_mode = WAL", &st);
+	if (r != KS_OK)
+		return r;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const unsigned char *mode = sqlite3_column_text(st, 0);
+
+		ok = mode != NULL && strcmp((const char *)mode, "wal") == 0;
+	}
+	sqlite3_finalize(st);
+	if (!ok) {
+		ks_log_error("could not switch the registry to WAL mode");
+		return KS_ERR_DB;
+	}
+	if (sqlite3_exec(reg->db,
+			 "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		return ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db),
+					 "pragmas");
+	return KS_OK;
+}
+
+static int register_station(ks_reg_t *reg)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK)
+		return r;
+	r = prep(reg,
+		 "INSERT OR IGNORE INTO stations(id, created_ms) VALUES(?, ?)",
+		 &st);
+	if (r == KS_OK) {
+		bind_text(st, 1, reg->station);
+		sqlite3_bind_int64(st, 2, ks_reg_now_ms());
+		r = run(reg, st, "insert station");
+	}
+	if (r == KS_OK)
+		r = ks_reg_tx_commit(reg);
+	else
+		ks_reg_tx_rollback(reg);
+	return r;
+}
+
+int ks_reg_open(const char *path, const char *station_id, ks_reg_t **out)
+{
+	ks_reg_t *reg = NULL;
+	int r = KS_ERR_ARG;
+	int rc;
+
+	if (out == NULL)
+		return KS_ERR_ARG;
+	*out = NULL;
+	if (path == NULL || station_id == NULL || station_id[0] == '\0' ||
+	    strlen(station_id) >= KS_REG_NAME_MAX)
+		goto out;
+	r = KS_ERR_NOMEM;
+	reg = calloc(1, sizeof(*reg));
+	if (reg == NULL)
+		goto out;
+	if (pthread_mutex_init(&reg->mu, NULL) != 0) {
+		free(reg);
+		reg = NULL;
+		goto out;
+	}
+	snprintf(reg->station, sizeof(reg->station), "%s", station_id);
+	reg->cp_every = KS_REG_CHECKPOINT_DEFAULT;
+	rc = sqlite3_open_v2(path, &reg->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_FULLMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		ks_log_error("cannot open registry %s: %s", path,
+			     reg->db ? sqlite3_errmsg(reg->db)
+				     : sqlite3_errstr(rc));
+		r = KS_ERR_DB;
+		goto out;
+	}
+	r = open_pragmas(reg);
+	if (r != KS_OK)
+		goto out;
+	r = migrate(reg);
+	if (r != KS_OK)
+		goto out;
+	r = register_station(reg);
+	if (r != KS_OK)
+		goto out;
+	*out = reg;
+	reg = NULL;
+	r = KS_OK;
+out:
+	if (reg != NULL) {
+		sqlite3_close(reg->db);
+		reg->db = NULL;
+		ks_reg_close(&reg);
+	}
+	return r;
+}
+
+void ks_reg_close(ks_reg_t **preg)
+{
+	ks_reg_t *reg;
+	int64_t pending = 0;
+
+	if (preg == NULL || *preg == NULL)
+		return;
+	reg = *preg;
+	*preg = NULL;
+	if (reg->db != NULL && reg->key != NULL) {
+		pthread_mutex_lock(&reg->mu);
+		if (ks_audit_since_checkpoint(reg, &pending) == KS_OK &&
+		    pending > 0 && ks_reg_tx_begin(reg) == KS_OK) {
+			if (ks_audit_append_checkpoint(reg, NULL) != KS_OK ||
+			    ks_reg_tx_commit(reg) != KS_OK) {
+				ks_reg_tx_rollback(reg);
+				ks_log_warn("no checkpoint written at close");
+			}
+		}
+		pthread_mutex_unlock(&reg->mu);
+	}
+	if (reg->db != NULL)
+		sqlite3_close_v2(reg->db);
+	EVP_PKEY_free(reg->key);
+	pthread_mutex_destroy(&reg->mu);
+	free(reg);
+}
+
+int ks_reg_set_station_key(ks_reg_t *reg, EVP_PKEY *key)
+{
+	char group[32] = "";
+	uint8_t hash[32];
+	size_t glen = 0;
+	int r;
+
+	if (reg == NULL)
+		return KS_ERR_ARG;
+	if (key != NULL) {
+		if (!EVP_PKEY_is_a(key, "EC") ||
+		    !EVP_PKEY_get_utf8_string_param(key, "group", group,
+						    sizeof(group), &glen) ||
+		    strcmp(group, "prime256v1") != 0) {
+			ks_log_error("station key must be an EC P-256 key");
+			return KS_ERR_ARG;
+		}
+		r = ks_audit_pubkey_sha256(key, hash);
+		if (r != KS_OK)
+			return r;
+		if (!EVP_PKEY_up_ref(key))
+			return KS_ERR_CRYPTO;
+	}
+	pthread_mutex_lock(&reg->mu);
+	EVP_PKEY_free(reg->key);
+	reg->key = key;
+	if (key != NULL)
+		memcpy(reg->key_sha256, hash, 32);
+	pthread_mutex_unlock(&reg->mu);
+	return KS_OK;
+}
+
+void ks_reg_set_checkpoint_interval(ks_reg_t *reg, unsigned every)
+{
+	if (reg == NULL)
+		return;
+	pthread_mutex_lock(&reg->mu);
+	reg->cp_every = every;
+	pthread_mutex_unlock(&reg->mu);
+}
+
+void ks_reg_set_fault_hook(ks_reg_t *reg,
+			   void (*hook)(void *ctx, const char *point),
+			   void *ctx)
+{
+	if (reg == NULL)
+		return;
+	pthread_mutex_lock(&reg->mu);
+	reg->hook = hook;
+	reg->hook_ctx = ctx;
+	pthread_mutex_unlock(&reg->mu);
+}
+
+/* ---- lots ---- */
+
+static int valid_name(const char *s)
+{
+	size_t n;
+
+	if (s == NULL)
+		return 0;
+	n = strlen(s);
+	return n > 0 && n < KS_REG_NAME_MAX;
+}
+
+int ks_reg_lot_create(ks_reg_t *reg, const char *name, const char *profile,
+		      const char *serial_prefix, int64_t quota,
+		      const char *actor)
+{
+	sqlite3_stmt *st = NULL;
+	char *details = NULL;
+	int r = KS_ERR_ARG;
+
+	if (reg == NULL || !valid_name(name) || !valid_name(profile) ||
+	    !valid_name(serial_prefix) ||
+	    strlen(serial_prefix) > KS_REG_SERIAL_MAX - 24)
+		return KS_ERR_ARG;
+	details = json_text(json_pack("{s:s, s:s, s:s, s:o}", "lot", name,
+				      "profile", profile, "serial_prefix",
+				      serial_prefix, "quota",
+				      quota < 0 ? json_null()
+						: json_integer(quota)));
+	if (details == NULL)
+		return KS_ERR_NOMEM;
+	pthread_mutex_lock(&reg->mu);
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK)
+		goto unlock;
+	r = prep(reg,
+		 "INSERT INTO lots(name, profile, serial_prefix, quota, "
+		 "station_id, created_ms) VALUES(?, ?, ?, ?, ?, ?)",
+		 &st);
+	if (r != KS_OK)
+		goto out;
+	bind_text(st, 1, name);
+	bind_text(st, 2, profile);
+	bind_text(st, 3, serial_prefix);
+	if (quota < 0)
+		sqlite3_bind_null(st, 4);
+	else
+		sqlite3_bind_int64(st, 4, quota);
+	bind_text(st, 5, reg->station);
+	sqlite3_bind_int64(st, 6, ks_reg_now_ms());
+	r = run(reg, st, "insert lot");
+	if (r != KS_OK)
+		goto out;
+	{
+		ks_audit_ev_t ev = { .type = KS_REG_EV_LOT_CREATED,
+				     .actor = actor_or_default(actor),
+				     .details = details };
+
+		r = ks_audit_append(reg, &ev, NULL);
+	}
+	if (r != KS_OK)
+		goto out;
+	r = ks_reg_tx_commit(reg);
+out:
+	if (r != KS_OK)
+		ks_reg_tx_rollback(reg);
+unlock:
+	pthread_mutex_unlock(&reg->mu);
+	free(details);
+	return r;
+}
+
+int ks_reg_lot_close(ks_reg_t *reg, const char *name, const char *actor)
+{
+	sqlite3_stmt *st = NULL;
+	char *details = NULL;
+	int r;
+
+	if (reg == NULL || !valid_name(name))
+		return KS_ERR_ARG;
+	details = json_text(json_pack("{s:s}", "lot", name));
+	if (details == NULL)
+		return KS_ERR_NOMEM;
+	pthread_mutex_lock(&reg->mu);
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK)
+		goto unlock;
+	r = prep(reg,
+		 "UPDATE lots SET closed_ms = ? WHERE name = ? AND "
+		 "closed_ms IS NULL",
+		 &st);
+	if (r != KS_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, ks_reg_now_ms());
+	bind_text(st, 2, name);
+	r = run(reg, st, "close lot");
+	if (r != KS_OK)
+		goto out;
+	if (sqlite3_changes(reg->db) != 1) {
+		r = KS_ERR_NOTFOUND;
+		goto out;
+	}
+	{
+		ks_audit_ev_t ev = { .type = KS_REG_EV_LOT_CLOSED,
+				     .actor = actor_or_default(actor),
+				     .details = details };
+
+		r = ks_audit_append(reg, &ev, NULL);
+	}
+	if (r == KS_OK)
+		r = ks_reg_tx_commit(reg);
+out:
+	if (r != KS_OK)
+		ks_reg_tx_rollback(reg);
+unlock:
+	pthread_mutex_unlock(&reg->mu);
+	free(details);
+	return r;
+}
+
+#define LOT_SELECT                                                          \
+	"SELECT l.id, l.name, l.profile, l.serial_prefix, l.station_id, "   \
+	"coalesce(l.quota, -1), l.created_ms, coalesce(l.closed_ms, 0), "   \
+	"(SELECT count(*) FROM sessions s WHERE s.lot_id = l.id AND "       \
+	" s.state NOT IN " FINAL_STATES "), "                               \
+	"(SELECT count(*) FROM sessions s WHERE s.lot_id = l.id AND "       \
+	" s.state = 'ACTIVE'), "                                            \
+	"(SELECT count(*) FROM sessions s WHERE s.lot_id = l.id AND "       \
+	" s.state = 'FAILED'), "                                            \
+	"(SELECT count(*) FROM sessions s WHERE s.lot_id = l.id AND "       \
+	" s.state = 'VOID'), "                                              \
+	"(SELECT count(*) FROM sessions s WHERE s.lot_id = l.id AND "       \
+	" s.state = 'SCRAPPED') FROM lots l "
+
+static void lot_from_row(sqlite3_stmt *st, ks_reg_lot_t *lot)
+{
+	memset(lot, 0, sizeof(*lot));
+	lot->id = sqlite3_column_int64(st, 0);
+	col_text(st, 1, lot->name, sizeof(lot->name));
+	col_text(st, 2, lot->profile, sizeof(lot->profile));
+	col_text(st, 3, lot->serial_prefix, sizeof(lot->serial_prefix));
+	col_text(st, 4, lot->station, sizeof(lot->station));
+	lot->quota = sqlite3_column_int64(st, 5);
+	lot->created_ms = sqlite3_column_int64(st, 6);
+	lot->closed_ms = sqlite3_column_int64(st, 7);
+	lot->reserved = (uint64_t)sqlite3_column_int64(st, 8);
+	lot->active = (uint64_t)sqlite3_column_int64(st, 9);
+	lot->failed = (uint64_t)sqlite3_column_int64(st, 10);
+	lot->voided = (uint64_t)sqlite3_column_int64(st, 11);
+	lot->scrapped = (uint64_t)sqlite3_column_int64(st, 12);
+}
+
+int ks_reg_lot_get(ks_reg_t *reg, const char *name, ks_reg_lot_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	int rc;
+
+	if (reg == NULL || name == NULL || out == NULL)
+		return KS_ERR_ARG;
+	pthread_mutex_lock(&reg->mu);
+	r = prep(reg, LOT_SELECT "WHERE l.name = ?", &st);
+	if (r == KS_OK) {
+		bind_text(st, 1, name);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			lot_from_row(st, out);
+		else if (rc == SQLITE_DONE)
+			r = KS_ERR_NOTFOUND;
+		else
+			r = ks_reg_sqlite_err(reg, rc, "lot get");
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&reg->mu);
+	return r;
+}
+
+/* Grow a malloc'ed array of `size`-byte elements to hold n+1. */
+static void *grow(void *arr, size_t n, size_t *cap, size_t size)
+{
+	void *p;
+	size_t ncap;
+
+	if (n < *cap)
+		return arr;
+	ncap = *cap ? *cap * 2 : 16;
+	if (ncap > SIZE_MAX / size)
+		return NULL;
+	p = realloc(arr, ncap * size);
+	if (p != NULL)
+		*cap = ncap;
+	return p;
+}
+
+int ks_reg_lot_list(ks_reg_t *reg, ks_reg_lot_t **lots, size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	ks_reg_lot_t *arr = NULL;
+	size_t cnt = 0, cap = 0;
+	int r;
+	int rc;
+
+	if (reg == NULL || lots == NULL || n == NULL)
+		return KS_ERR_ARG;
+	*lots = NULL;
+	*n = 0;
+	pthread_mutex_lock(&reg->mu);
+	r = prep(reg, LOT_SELECT "ORDER BY l.id", &st);
+	if (r != KS_OK)
+		goto out;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ks_reg_lot_t *p = grow(arr, cnt, &cap, sizeof(*arr));
+
+		if (p == NULL) {
+			r = KS_ERR_NOMEM;
+			goto out;
+		}
+		arr = p;
+		lot_from_row(st, &arr[cnt++]);
+	}
+	if (rc != SQLITE_DONE) {
+		r = ks_reg_sqlite_err(reg, rc, "lot list");
+		goto out;
+	}
+	*lots = arr;
+	*n = cnt;
+	arr = NULL;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->mu);
+	free(arr);
+	return r;
+}
+
+/* ---- sessions ---- */
+
+#define SESSION_SELECT                                                      \
+	"SELECT s.id, s.uid, s.device_serial, l.name, s.profile, "          \
+	"s.station_id, s.slot, s.key_origin, s.state, s.reprovision, "      \
+	"s.failure_reason, s.pubkey_sha256, s.identity_digest, "            \
+	"s.lock_bits, s.started_ms, s.updated_ms, coalesce(s.ended_ms, 0) " \
+	"FROM sessions s JOIN lots l ON l.id = s.lot_id "
+
+static void session_from_row(sqlite3_stmt *st, ks_reg_session_t *s)
+{
+	int n;
+
+	memset(s, 0, sizeof(*s));
+	s->id = sqlite3_column_int64(st, 0);
+	n = sqlite3_column_bytes(st, 1);
+	if (n > 0 && (size_t)n <= KS_REG_UID_MAX) {
+		memcpy(s->uid, sqlite3_column_blob(st, 1), (size_t)n);
+		s->uid_len = (size_t)n;
+	}
+	col_text(st, 2, s->serial, sizeof(s->serial));
+	col_text(st, 3, s->lot, sizeof(s->lot));
+	col_text(st, 4, s->profile, sizeof(s->profile));
+	col_text(st, 5, s->station, sizeof(s->station));
+	s->slot = sqlite3_column_int(st, 6);
+	s->key_origin = (ks_reg_key_origin_t)key_origin_parse(
+		(const char *)sqlite3_column_text(st, 7));
+	s->state = (ks_reg_state_t)ks_reg_state_parse(
+		(const char *)sqlite3_column_text(st, 8));
+	s->reprovision = sqlite3_column_int(st, 9);
+	col_text(st, 10, s->failure_reason, sizeof(s->failure_reason));
+	s->has_pubkey = col_hash(st, 11, s->pubkey_sha256);
+	s->has_identity_digest = col_hash(st, 12, s->identity_digest);
+	s->has_lock_bits = sqlite3_column_type(st, 13) != SQLITE_NULL;
+	s->lock_bits = (uint32_t)sqlite3_column_int64(st, 13);
+	s->started_ms = sqlite3_column_int64(st, 14);
+	s->updated_ms = sqlite3_column_int64(st, 15);
+	s->ended_ms = sqlite3_column_int64(st, 16);
+}
+
+static int session_get_locked(ks_reg_t *reg, int64_t id,
+			      ks_reg_session_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	int rc;
+
+	r = prep(reg, SESSION_SELECT "WHERE s.id = ?", &st);
+	if (r != KS_OK)
+		return r;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		session_from_row(st, out);
+	else if (rc == SQLITE_DONE)
+		r = KS_ERR_NOTFOUND;
+	else
+		r = ks_reg_sqlite_err(reg, rc, "session get");
+	sqlite3_finalize(st);
+	return r;
+}
+
+int ks_reg_session_get(ks_reg_t *reg, int64_t id, ks_reg_session_t *out)
+{
+	int r;
+
+	if (reg == NULL || out == NULL)
+		return KS_ERR_ARG;
+	pthread_mutex_lock(&reg->mu);
+	r = session_get_locked(reg, id, out);
+	pthread_mutex_unlock(&reg->mu);
+	return r;
+}
+
+/* Id of the UID's unfinished session, 0 if none, <0 on error. */
+static int64_t pending_id(ks_reg_t *reg, const uint8_t *uid, size_t uid_len)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t id = -1;
+	int rc;
+
+	if (prep(reg,
+		 "SELECT id FROM sessions WHERE uid = ? AND state NOT IN "
+		 FINAL_STATES,
+		 &st) != KS_OK)
+		return -1;
+	bind_blob(st, 1, uid, uid_len);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		id = sqlite3_column_int64(st, 0);
+	else if (rc == SQLITE_DONE)
+		id = 0;
+	sqlite3_finalize(st);
+	return id;
+}
+
+int ks_reg_pending_session(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
+			   ks_reg_session_t *out)
+{
+	int64_t id;
+	int r;
+
+	if (reg == NULL || uid == NULL || uid_len == 0 ||
+	    uid_len > KS_REG_UID_MAX || out == NULL)
+		return KS_ERR_ARG;
+	pthread_mutex_lock(&reg->mu);
+	id = pending_id(reg, uid, uid_len);
+	if (id < 0)
+		r = KS_ERR_DB;
+	else if (id == 0)
+		r = KS_ERR_NOTFOUND;
+	else
+		r = session_get_locked(reg, id, out);
+	pthread_mutex_unlock(&reg->mu);
+	return r;
+}
+
+int ks_reg_session_list(ks_reg_t *reg, const char *lot, int state,
+			size_t limit, ks_reg_session_t **out, size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	ks_reg_session_t *arr = NULL;
+	size_t cnt = 0, cap = 0;
+	int r;
+	int rc;
+
+	if (reg == NULL || out == NULL || n == NULL ||
+	    state >= KS_REG_STATE_COUNT)
+		return KS_ERR_ARG;
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&reg->mu);
+	r = prep(reg,
+		 SESSION_SELECT "WHERE (?1 IS NULL OR l.name = ?1) AND "
+				"(?2 IS NULL OR s.state = ?2) "
+				"ORDER BY s.id DESC LIMIT ?3",
+		 &st);
+	if (r != KS_OK)
+		goto out;
+	bind_text(st, 1, lot);
+	bind_text(st, 2, state >= 0 ? ks_reg_state_name(state) : NULL);
+	sqlite3_bind_int64(st, 3, limit ? (int64_t)limit : -1);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ks_reg_session_t *p = grow(arr, cnt, &cap, sizeof(*arr));
+
+		if (p == NULL) {
+			r = KS_ERR_NOMEM;
+			goto out;
+		}
+		arr = p;
+		session_from_row(st, &arr[cnt++]);
+	}
+	if (rc != SQLITE_DONE) {
+		r = ks_reg_sqlite_err(reg, rc, "session list");
+		goto out;
+	}
+	*out = arr;
+	*n = cnt;
+	arr = NULL;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->mu);
+	free(arr);
+	return r;
+}
+
+int ks_reg_session_steps(ks_reg_t *reg, int64_t id, ks_reg_step_t **out,
+			 size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	ks_reg_step_t *arr = NULL;
+	size_t cnt = 0, cap = 0;
+	int r;
+	int rc;
+
+	if (reg == NULL || out == NULL || n == NULL)
+		return KS_ERR_ARG;
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&reg->mu);
+	r = prep(reg,
+		 "SELECT step, at_ms, duration_ms FROM session_steps WHERE "
+		 "session_id = ? ORDER BY at_ms, rowid",
+		 &st);
+	if (r != KS_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ks_reg_step_t *p = grow(arr, cnt, &cap, sizeof(*arr));
+
+		if (p == NULL) {
+			r = KS_ERR_NOMEM;
+			goto out;
+		}
+		arr = p;
+		col_text(st, 0, arr[cnt].step, sizeof(arr[cnt].step));
+		arr[cnt].at_ms = sqlite3_column_int64(st, 1);
+		arr[cnt].duration_ms = sqlite3_column_int64(st, 2);
+		cnt++;
+	}
+	if (rc != SQLITE_DONE) {
+		r = ks_reg_sqlite_err(reg, rc, "session steps");
+		goto out;
+	}
+	*out = arr;
+	*n = cnt;
+	arr = NULL;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->mu);
+	free(arr);
+	return r;
+}
+
+/* Record that session `sid` reached `step` now. */
+static int record_step(ks_reg_t *reg, int64_t sid, const char *step,
+		       int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = prep(reg,
+		 "INSERT INTO session_steps(session_id, step, at_ms, "
+		 "duration_ms) VALUES(?1, ?2, ?3, ?3 - coalesce((SELECT "
+		 "max(at_ms) FROM session_steps WHERE session_id = ?1), ?3))",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	sqlite3_bind_int64(st, 1, sid);
+	bind_text(st, 2, step);
+	sqlite3_bind_int64(st, 3, now);
+	return run(reg, st, "insert step");
+}
+
+/* Next device serial for `prefix`, allocated in the caller's transaction. */
+static int alloc_serial(ks_reg_t *reg, const char *prefix, char *out,
+			size_t cap)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t next = 0;
+	int r;
+
+	r = prep(reg,
+		 "INSERT INTO serial_counters(prefix, next) VALUES(?, 1) "
+		 "ON CONFLICT(prefix) DO UPDATE SET next = next + 1 "
+		 "RETURNING next",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	bind_text(st, 1, prefix);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		next = sqlite3_column_int64(st, 0);
+	else
+		r = ks_reg_sqlite_err(reg, sqlite3_extended_errcode(reg->db),
+				      "serial counter");
+	sqlite3_finalize(st);
+	if (r != KS_OK)
+		return r;
+	if ((size_t)snprintf(out, cap, "%s-%06lld", prefix, (long long)next) >=
+	    cap)
+		return KS_ERR_INTERNAL;
+	return KS_OK;
+}
+
+typedef struct {
+	int64_t id;
+	char profile[KS_REG_NAME_MAX];
+	char prefix[KS_REG_NAME_MAX];
+	int64_t quota;
+	int closed;
+} lot_row_t;
+
+static int lot_lookup(ks_reg_t *reg, const char *name, lot_row_t *lot)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	int rc;
+
+	r = prep(reg,
+		 "SELECT id, profile, serial_prefix, coalesce(quota, -1), "
+		 "closed_ms IS NOT NULL FROM lots WHERE name = ?",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	bind_text(st, 1, name);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		lot->id = sqlite3_column_int64(st, 0);
+		col_text(st, 1, lot->profile, sizeof(lot->profile));
+		col_text(st, 2, lot->prefix, sizeof(lot->prefix));
+		lot->quota = sqlite3_column_int64(st, 3);
+		lot->closed = sqlite3_column_int(st, 4);
+	} else if (rc == SQLITE_DONE) {
+		r = KS_ERR_NOTFOUND;
+	} else {
+		r = ks_reg_sqlite_err(reg, rc, "lot lookup");
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+typedef struct {
+	int64_t id;          /* 0: no device row yet */
+	char active_cert[KS_REG_SERIAL_MAX * 2]; /* "" if none ACTIVE */
+} dev_row_t;
+
+static int device_lookup(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
+			 dev_row_t *dev)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	int rc;
+
+	memset(dev, 0, sizeof(*dev));
+	r = prep(reg,
+		 "SELECT d.id, c.serial_hex FROM devices d LEFT JOIN "
+		 "certificates c ON c.device_id = d.id AND c.status = "
+		 "'ACTIVE' WHERE d.uid = ?",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	bind_blob(st, 1, uid, uid_len);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		dev->id = sqlite3_column_int64(st, 0);
+		col_text(st, 1, dev->active_cert, sizeof(dev->active_cert));
+	} else if (rc != SQLITE_DONE) {
+		r = ks_reg_sqlite_err(reg, rc, "device lookup");
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int quota_check(ks_reg_t *reg, const lot_row_t *lot,
+		       const uint8_t *uid, size_t uid_len)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t used = 0;
+	int r;
+
+	if (lot->quota < 0)
+		return KS_OK;
+	/* Devices that hold (or are getting) an identity from this lot. */
+	r = prep(reg,
+		 "SELECT count(DISTINCT uid) FROM sessions WHERE lot_id = ? "
+		 "AND uid <> ? AND state NOT IN ('FAILED', 'VOID', "
+		 "'SCRAPPED')",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	sqlite3_bind_int64(st, 1, lot->id);
+	bind_blob(st, 2, uid, uid_len);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		used = sqlite3_column_int64(st, 0);
+	else
+		r = ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db), "quota");
+	sqlite3_finalize(st);
+	if (r == KS_OK && used >= lot->quota)
+		r = KS_ERR_QUOTA;
+	return r;
+}
+
+static int upsert_device(ks_reg_t *reg, const dev_row_t *dev,
+			 const uint8_t *uid, size_t uid_len,
+			 const char *serial, const lot_row_t *lot, int slot,
+			 ks_reg_key_origin_t origin, int64_t now,
+			 int64_t *device_id)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (dev->id == 0)
+		r = prep(reg,
+			 "INSERT INTO devices(uid, serial, state, key_origin, "
+			 "lot_id, station_id, slot, created_ms, updated_ms) "
+			 "VALUES(?1, ?2, 'RESERVED', ?3, ?4, ?5, ?6, ?7, ?7)",
+			 &st);
+	else
+		r = prep(reg,
+			 "UPDATE devices SET serial = ?2, state = 'RESERVED', "
+			 "key_origin = ?3, lot_id = ?4, station_id = ?5, "
+			 "slot = ?6, updated_ms = ?7 WHERE uid = ?1",
+			 &st);
+	if (r != KS_OK)
+		return r;
+	bind_blob(st, 1, uid, uid_len);
+	bind_text(st, 2, serial);
+	bind_text(st, 3, ks_reg_key_origin_name(origin));
+	sqlite3_bind_int64(st, 4, lot->id);
+	bind_text(st, 5, reg->station);
+	sqlite3_bind_int(st, 6, slot);
+	sqlite3_bind_int64(st, 7, now);
+	r = run(reg, st, "device upsert");
+	if (r == KS_OK)
+		*device_id = dev->id ? dev->id
+				     : sqlite3_last_insert_rowid(reg->db);
+	return r;
+}
+
+int ks_reg_session_begin(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
+			 const char *lot_name, const char *profile, int slot,
+			 ks_reg_key_origin_t key_origin, int reprovision,
+			 const char *actor, ks_reg_session_t *session)
+{
+	sqlite3_stmt *st = NULL;
+	lot_row_t lot;
+	dev_row_t dev;
+	char serial[KS_REG_SERIAL_MAX];
+	char *details = NULL;
+	int64_t now = ks_reg_now_ms();
+	int64_t device_id = 0, sid = 0, pend;
+	int r;
+
+	if (reg == NULL || uid == NULL || uid_len == 0 ||
+	    uid_len > KS_REG_UID_MAX || !valid_name(lot_name) ||
+	    (profile != NULL && !valid_name(profile)) ||
+	    (key_origin != KS_REG_KEY_DEVICE && key_origin != KS_REG_KEY_HOST))
+		return KS_ERR_ARG;
+	actor = actor_or_default(actor);
+	pthread_mutex_lock(&reg->mu);
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK)
+		goto unlock;
+	r = lot_lookup(reg, lot_name, &lot);
+	if (r != KS_OK)
+		goto out;
+	if (lot.closed) {
+		ks_log_warn("lot %s is closed", lot_name);
+		r = KS_ERR_STATE;
+		goto out;
+	}
+	if (profile == NULL)
+		profile = lot.profile;
+	pend = pending_id(reg, uid, uid_len);
+	if (pend != 0) {
+		r = pend < 0 ? KS_ERR_DB : KS_ERR_BUSY;
+		goto out;
+	}
+	r = device_lookup(reg, uid, uid_len, &dev);
+	if (r != KS_OK)
+		goto out;
+	if (dev.active_cert[0] != '\0' && !reprovision) {
+		r = KS_ERR_DUPLICATE;
+		goto out;
+	}
+	r = quota_check(reg, &lot, uid, uid_len);
+	if (r != KS_OK)
+		goto out;
+	r = alloc_serial(reg, lot.prefix, serial, sizeof(serial));
+	if (r != KS_OK)
+		goto out;
+	ks_reg_fault(reg, "begin:serial");
+	r = upsert_device(reg, &dev, uid, uid_len, serial, &lot, slot,
+			  key_origin, now, &device_id);
+	if (r != KS_OK)
+		goto out;
+	ks_reg_fault(reg, "begin:device");
+	r = prep(reg,
+		 "INSERT INTO sessions(uid, device_id, device_serial, lot_id, "
+		 "profile, station_id, slot, key_origin, state, reprovision, "
+		 "started_ms, updated_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?, "
+		 "'RESERVED', ?, ?, ?)",
+		 &st);
+	if (r != KS_OK)
+		goto out;
+	bind_blob(st, 1, uid, uid_len);
+	sqlite3_bind_int64(st, 2, device_id);
+	bind_text(st, 3, serial);
+	sqlite3_bind_int64(st, 4, lot.id);
+	bind_text(st, 5, profile);
+	bind_text(st, 6, reg->station);
+	sqlite3_bind_int(st, 7, slot);
+	bind_text(st, 8, ks_reg_key_origin_name(key_origin));
+	sqlite3_bind_int(st, 9, reprovision ? 1 : 0);
+	sqlite3_bind_int64(st, 10, now);
+	sqlite3_bind_int64(st, 11, now);
+	r = run(reg, st, "insert session");
+	if (r != KS_OK)
+		goto out;
+	sid = sqlite3_last_insert_rowid(reg->db);
+	ks_reg_fault(reg, "begin:session");
+	r = record_step(reg, sid, "RESERVED", now);
+	if (r != KS_OK)
+		goto out;
+	if (dev.active_cert[0] != '\0') {
+		ks_audit_ev_t ev = { .type = KS_REG_EV_REPROVISION,
+				     .actor = actor,
+				     .uid = uid,
+				     .uid_len = uid_len,
+				     .device_serial = serial,
+				     .cert_serial = dev.active_cert,
+				     .session_id = sid };
+
+		details = json_text(json_pack("{s:s}", "previous_cert_serial",
+					      dev.active_cert));
+		ev.details = details;
+		r = details ? ks_audit_append(reg, &ev, NULL) : KS_ERR_NOMEM;
+		free(details);
+		details = NULL;
+		if (r != KS_OK)
+			goto out;
+	}
+	details = json_text(json_pack("{s:s, s:s, s:i, s:s, s:b}", "lot",
+				      lot_name, "profile", profile, "slot",
+				      slot, "key_origin",
+				      ks_reg_key_origin_name(key_origin),
+				      "reprovision", reprovision ? 1 : 0));
+	if (details == NULL) {
+		r = KS_ERR_NOMEM;
+		goto out;
+	}
+	{
+		ks_audit_ev_t ev = { .type = KS_REG_EV_SESSION_RESERVED,
+				     .actor = actor,
+				     .uid = uid,
+				     .uid_len = uid_len,
+				     .device_serial = serial,
+				     .session_id = sid,
+				     .details = details };
+
+		r = ks_audit_append(reg, &ev, NULL);
+	}
+	if (r != KS_OK)
+		goto out;
+	r = ks_reg_tx_commit(reg);
+	if (r == KS_OK && session != NULL)
+		r = session_get_locked(reg, sid, session);
+out:
+	if (r != KS_OK)
+		ks_reg_tx_rollback(reg);
+unlock:
+	pthread_mutex_unlock(&reg->mu);
+	free(details);
+	return r;
+}
+
+/* ---- step functions ---- */
+
+typedef struct {
+	int64_t id;
+	int64_t device_id;
+	uint8_t uid[KS_REG_UID_MAX];
+	size_t uid_len;
+	char serial[KS_REG_SERIAL_MAX];
+	ks_reg_state_t state;
+	int has_pubkey;
+	uint8_t pubkey[32];
+} sess_row_t;
+
+static int sess_load(ks_reg_t *reg, int64_t id, sess_row_t *s)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	int rc;
+	int n;
+
+	memset(s, 0, sizeof(*s));
+	r = prep(reg,
+		 "SELECT id, device_id, uid, device_serial, state, "
+		 "pubkey_sha256 FROM sessions WHERE id = ?",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	sqlite3_bind_int64(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		s->id = sqlite3_column_int64(st, 0);
+		s->device_id = sqlite3_column_int64(st, 1);
+		n = sqlite3_column_bytes(st, 2);
+		if (n > 0 && (size_t)n <= KS_REG_UID_MAX) {
+			memcpy(s->uid, sqlite3_column_blob(st, 2), (size_t)n);
+			s->uid_len = (size_t)n;
+		}
+		col_text(st, 3, s->serial, sizeof(s->serial));
+		s->state = (ks_reg_state_t)ks_reg_state_parse(
+			(const char *)sqlite3_column_text(st, 4));
+		s->has_pubkey = col_hash(st, 5, s->pubkey);
+	} else if (rc == SQLITE_DONE) {
+		r = KS_ERR_NOTFOUND;
+	} else {
+		r = ks_reg_sqlite_err(reg, rc, "session load");
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* Move the session (and its device) to `to`; sets ended_ms when final. */
+static int set_state(ks_reg_t *reg, const sess_row_t *s, ks_reg_state_t to,
+		     int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	r = prep(reg,
+		 "UPDATE sessions SET state = ?1, updated_ms = ?2, ended_ms = "
+		 "CASE WHEN ?3 THEN ?2 ELSE NULL END WHERE id = ?4",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	bind_text(st, 1, ks_reg_state_name(to));
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int(st, 3, ks_reg_state_is_final(to));
+	sqlite3_bind_int64(st, 4, s->id);
+	r = run(reg, st, "session state");
+	if (r != KS_OK)
+		return r;
+	ks_reg_fault(reg, "step:session");
+	r = prep(reg,
+		 "UPDATE devices SET state = ?, updated_ms = ? WHERE id = ? "
+		 "AND serial = ?",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	bind_text(st, 1, ks_reg_state_name(to));
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int64(st, 3, s->device_id);
+	bind_text(st, 4, s->serial);
+	r = run(reg, st, "device state");
+	if (r != KS_OK)
+		return r;
+	return record_step(reg, s->id, ks_reg_state_name(to), now);
+}
+
+static int append_session_event(ks_reg_t *reg, const sess_row_t *s,
+				ks_reg_event_t type, const char *actor,
+				const char *cert_serial, const char *details)
+{
+	ks_audit_ev_t ev = { .type = type,
+			     .actor = actor_or_default(actor),
+			     .uid = s->uid,
+			     .uid_len = s->uid_len,
+			     .device_serial = s->serial,
+			     .cert_serial = cert_serial,
+			     .session_id = s->id,
+			     .details = details };
+
+	return ks_audit_append(reg, &ev, NULL);
+}
+
+/* Execute one UPDATE with an int64 id bound at ?1 and optional blob ?2. */
+static int update_session_col(ks_reg_t *reg, const char *sql, int64_t id,
+			      const void *blob, size_t blob_len,
+			      int64_t ival)
+{
+	sqlite3_stmt *st = NULL;
+	int r = prep(reg, sql, &st);
+
+	if (r != KS_OK)
+		return r;
+	sqlite3_bind_int64(st, 1, id);
+	if (blob != NULL)
+		bind_blob(st, 2, blob, blob_len);
+	else
+		sqlite3_bind_int64(st, 2, ival);
+	return run(reg, st, sql);
+}
+
+typedef struct {
+	ks_reg_state_t from;
+	ks_reg_state_t to;
+	ks_reg_event_t ev;
+} step_t;
+
+/*
+ * Common frame of a simple step: lock, begin, load, check state, run
+ * `extra` (may be NULL), move state, append event, commit.
+ */
+typedef int (*step_extra_fn)(ks_reg_t *reg, const sess_row_t *s,
+			     const void *arg, char **details);
+
+static int do_step(ks_reg_t *reg, int64_t sid, const step_t *step,
+		   step_extra_fn extra, const void *arg, const char *actor)
+{
+	sess_row_t s;
+	char *details = NULL;
+	int64_t now = ks_reg_now_ms();
+	int r;
+
+	if (reg == NULL)
+		return KS_ERR_ARG;
+	pthread_mutex_lock(&reg->mu);
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK)
+		goto unlock;
+	r = sess_load(reg, sid, &s);
+	if (r != KS_OK)
+		goto out;
+	if (s.state != step->from) {
+		ks_log_warn("session %lld is %s, not %s",
+			    (long long)sid, ks_reg_state_name(s.state),
+			    ks_reg_state_name(step->from));
+		r = KS_ERR_STATE;
+		goto out;
+	}
+	if (extra != NULL) {
+		r = extra(reg, &s, arg, &details);
+		if (r != KS_OK)
+			goto out;
+	}
+	r = set_state(reg, &s, step->to, now);
+	if (r != KS_OK)
+		goto out;
+	r = append_session_event(reg, &s, step->ev, actor, NULL, details);
+	if (r != KS_OK)
+		goto out;
+	r = ks_reg_tx_commit(reg);
+out:
+	if (r != KS_OK)
+		ks_reg_tx_rollback(reg);
+unlock:
+	pthread_mutex_unlock(&reg->mu);
+	free(details);
+	return r;
+}
+
+typedef struct {
+	const uint8_t *hash;
+	ks_reg_key_origin_t origin;
+} keyed_arg_t;
+
+static int keyed_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
+		       char **details)
+{
+	const keyed_arg_t *a = arg;
+	sqlite3_stmt *st = NULL;
+	char hex[65];
+	int r;
+
+	r = prep(reg,
+		 "UPDATE sessions SET pubkey_sha256 = ?, key_origin = ? "
+		 "WHERE id = ?",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	bind_blob(st, 1, a->hash, 32);
+	bind_text(st, 2, ks_reg_key_origin_name(a->origin));
+	sqlite3_bind_int64(st, 3, s->id);
+	r = run(reg, st, "keyed");
+	if (r != KS_OK)
+		return r;
+	ks_reg_hex(a->hash, 32, hex);
+	*details = json_text(json_pack("{s:s, s:s}", "pubkey_sha256", hex,
+				       "key_origin",
+				       ks_reg_key_origin_name(a->origin)));
+	return *details ? KS_OK : KS_ERR_NOMEM;
+}
+
+int ks_reg_keyed(ks_reg_t *reg, int64_t session_id,
+		 const uint8_t pubkey_sha256[32],
+		 ks_reg_key_origin_t key_origin, const char *actor)
+{
+	static const step_t step = { KS_REG_RESERVED, KS_REG_KEYED,
+				     KS_REG_EV_KEYED };
+	keyed_arg_t a = { pubkey_sha256, key_origin };
+
+	if (pubkey_sha256 == NULL ||
+	    (key_origin != KS_REG_KEY_DEVICE && key_origin != KS_REG_KEY_HOST))
+		return KS_ERR_ARG;
+	return do_step(reg, session_id, &step, keyed_extra, &a, actor);
+}
+
+static int digest_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
+			char **details)
+{
+	char hex[65];
+	int r;
+
+	r = update_session_col(reg,
+			       "UPDATE sessions SET identity_digest = ?2 WHERE "
+			       "id = ?1",
+			       s->id, arg, 32, 0);
+	if (r == KS_OK)
+		r = update_session_col(reg,
+				       "UPDATE devices SET identity_digest = ?2 "
+				       "WHERE id = ?1",
+				       s->device_id, arg, 32, 0);
+	if (r != KS_OK)
+		return r;
+	ks_reg_hex(arg, 32, hex);
+	*details = json_text(json_pack("{s:s}", "identity_digest", hex));
+	return *details ? KS_OK : KS_ERR_NOMEM;
+}
+
+int ks_reg_written(ks_reg_t *reg, int64_t session_id, const uint8_t digest[32],
+		   const char *actor)
+{
+	static const step_t step = { KS_REG_ISSUED, KS_REG_WRITTEN,
+				     KS_REG_EV_WRITTEN };
+
+	if (digest == NULL)
+		return KS_ERR_ARG;
+	return do_step(reg, session_id, &step, digest_extra, digest, actor);
+}
+
+int ks_reg_verified(ks_reg_t *reg, int64_t session_id, const char *actor)
+{
+	static const step_t step = { KS_REG_WRITTEN, KS_REG_VERIFIED,
+				     KS_REG_EV_VERIFIED };
+
+	return do_step(reg, session_id, &step, NULL, NULL, actor);
+}
+
+static int lock_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
+		      char **details)
+{
+	uint32_t bits = *(const uint32_t *)arg;
+	int r;
+
+	r = update_session_col(reg,
+			       "UPDATE sessions SET lock_bits = ?2 WHERE id = ?1",
+			       s->id, NULL, 0, (int64_t)bits);
+	if (r == KS_OK)
+		r = update_session_col(reg,
+				       "UPDATE devices SET lock_bits = ?2 WHERE "
+				       "id = ?1",
+				       s->device_id, NULL, 0, (int64_t)bits);
+	if (r != KS_OK)
+		return r;
+	*details = json_text(json_pack("{s:I}", "lock_bits", (json_int_t)bits));
+	return *details ? KS_OK : KS_ERR_NOMEM;
+}
+
+int ks_reg_locked(ks_reg_t *reg, int64_t session_id, uint32_t lock_bits,
+		  const char *actor)
+{
+	static const step_t step = { KS_REG_VERIFIED, KS_REG_LOCKED,
+				     KS_REG_EV_LOCKED };
+
+	return do_step(reg, session_id, &step, lock_extra, &lock_bits, actor);
+}
+
+/* Certificate of a session with status `status`; id 0 if none. */
+static int session_cert(ks_reg_t *reg, int64_t sid, const char *status,
+			int64_t *id, char *serial, size_t cap)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	int rc;
+
+	*id = 0;
+	serial[0] = '\0';
+	r = prep(reg,
+		 "SELECT id, serial_hex FROM certificates WHERE session_id = ? "
+		 "AND status = ?",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	sqlite3_bind_int64(st, 1, sid);
+	bind_text(st, 2, status);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*id = sqlite3_column_int64(st, 0);
+		col_text(st, 1, serial, cap);
+	} else if (rc != SQLITE_DONE) {
+		r = ks_reg_sqlite_err(reg, rc, "session cert");
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+static int active_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
+			char **details)
+{
+	sqlite3_stmt *st = NULL;
+	char serial[KS_REG_SERIAL_MAX * 2];
+	char old[KS_REG_SERIAL_MAX * 2] = "";
+	int64_t cert_id = 0;
+	int r;
+	int rc;
+
+	(void)arg;
+	r = session_cert(reg, s->id, "ISSUED", &cert_id, serial,
+			 sizeof(serial));
+	if (r != KS_OK)
+		return r;
+	if (cert_id == 0) {
+		ks_log_error("session %lld has no issued certificate",
+			     (long long)s->id);
+		return KS_ERR_STATE;
+	}
+	/* Supersede the previous identity of a re-provisioned device. */
+	r = prep(reg,
+		 "UPDATE certificates SET status = 'SUPERSEDED' WHERE "
+		 "device_id = ? AND status = 'ACTIVE' RETURNING serial_hex",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	sqlite3_bind_int64(st, 1, s->device_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		col_text(st, 0, old, sizeof(old));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return ks_reg_sqlite_err(reg, rc, "supersede");
+	r = update_session_col(reg,
+			       "UPDATE certificates SET status = 'ACTIVE' WHERE "
+			       "id = ?1 AND ?2 = ?2",
+			       cert_id, NULL, 0, 0);
+	if (r != KS_OK)
+		return r;
+	r = prep(reg,
+		 "UPDATE devices SET cert_id = ?, pubkey_sha256 = (SELECT "
+		 "pubkey_sha256 FROM certificates WHERE id = ?) WHERE id = ?",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	sqlite3_bind_int64(st, 1, cert_id);
+	sqlite3_bind_int64(st, 2, cert_id);
+	sqlite3_bind_int64(st, 3, s->device_id);
+	r = run(reg, st, "device cert");
+	if (r != KS_OK)
+		return r;
+	*details = json_text(json_pack("{s:s, s:s?}", "cert_serial", serial,
+				       "superseded",
+				       old[0] ? old : NULL));
+	return *details ? KS_OK : KS_ERR_NOMEM;
+}
+
+int ks_reg_active(ks_reg_t *reg, int64_t session_id, const char *actor)
+{
+	static const step_t step = { KS_REG_LOCKED, KS_REG_ACTIVE,
+				     KS_REG_EV_ACTIVE };
+
+	return do_step(reg, session_id, &step, active_extra, NULL, actor);
+}
+
+/* Facts taken from a certificate's DER. */
+typedef struct {
+	char serial_hex[KS_REG_SERIAL_MAX * 2];
+	uint8_t pubkey_sha256[32];
+	uint8_t der_sha256[32];
+	char subject[512];
+	int64_t not_before;
+	int64_t not_after;
+} cert_facts_t;
+
+static int asn1_time_unix(const ASN1_TIME *t, int64_t *out)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof(tm));
+	if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+		return KS_ERR_CRYPTO;
+	*out = (int64_t)timegm(&tm);
+	return KS_OK;
+}
+
+static int cert_facts(const uint8_t *der, size_t der_len, cert_facts_t *f)
+{
+	const unsigned char *p = der;
+	X509 *x = NULL;
+	BIGNUM *bn = NULL;
+	char *hex = NULL;
+	BIO *bio = NULL;
+	int r = KS_ERR_VERIFY;
+	int n;
+
+	memset(f, 0, sizeof(*f));
+	if (der_len > (size_t)INT32_MAX)
+		goto out;
+	x = d2i_X509(NULL, &p, (long)der_len);
+	if (x == NULL || p != der + der_len)
+		goto out;
+	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+	hex = bn ? BN_bn2hex(bn) : NULL;
+	if (hex == NULL || strlen(hex) >= sizeof(f->serial_hex))
+		goto out;
+	snprintf(f->serial_hex, sizeof(f->serial_hex), "%s", hex);
+	if (ks_audit_pubkey_sha256(X509_get0_pubkey(x), f->pubkey_sha256) !=
+	    KS_OK)
+		goto out;
+	SHA256(der, der_len, f->der_sha256);
+	if (asn1_time_unix(X509_get0_notBefore(x), &f->not_before) != KS_OK ||
+	    asn1_time_unix(X509_get0_notAfter(x), &f->not_after) != KS_OK)
+		goto out;
+	bio = BIO_new(BIO_s_mem());
+	if (bio == NULL ||
+	    X509_NAME_print_ex(bio, X509_get_subject_name(x), 0,
+			       XN_FLAG_RFC2253) < 0)
+		goto out;
+	n = BIO_read(bio, f->subject, (int)sizeof(f->subject) - 1);
+	f->subject[n > 0 ? n : 0] = '\0';
+	r = KS_OK;
+out:
+	BIO_free(bio);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	X509_free(x);
+	return r;
+}
+
+typedef struct {
+	const uint8_t *der;
+	size_t der_len;
+	const char *serial_hex;
+	const uint8_t *pubkey;
+	int64_t not_before;
+	int64_t not_after;
+	char serial_out[KS_REG_SERIAL_MAX * 2];
+} issue_arg_t;
+
+static int issued_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
+			char **details)
+{
+	issue_arg_t *a = (issue_arg_t *)(uintptr_t)arg;
+	sqlite3_stmt *st = NULL;
+	cert_facts_t f;
+	char pk[65], dh[65];
+	int r;
+
+	r = cert_facts(a->der, a->der_len, &f);
+	if (r != KS_OK) {
+		ks_log_error("certificate DER does not parse");
+		return r;
+	}
+	if (strcasecmp(f.serial_hex, a->serial_hex) != 0 ||
+	    memcmp(f.pubkey_sha256, a->pubkey, 32) != 0 ||
+	    (a->not_before != 0 && a->not_before != f.not_before) ||
+	    (a->not_after != 0 && a->not_after != f.not_after)) {
+		ks_log_error("certificate DER does not match the given serial/"
+			     "key/validity");
+		return KS_ERR_VERIFY;
+	}
+	if (!s->has_pubkey || memcmp(s->pubkey, a->pubkey, 32) != 0) {
+		ks_log_error("certificate key is not the session's key");
+		return KS_ERR_VERIFY;
+	}
+	r = prep(reg,
+		 "INSERT INTO certificates(der, serial_hex, pubkey_sha256, "
+		 "subject, not_before, not_after, status, device_id, "
+		 "session_id, created_ms) VALUES(?, ?, ?, ?, ?, ?, 'ISSUED', "
+		 "?, ?, ?)",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	bind_blob(st, 1, a->der, a->der_len);
+	bind_text(st, 2, f.serial_hex);
+	bind_blob(st, 3, f.pubkey_sha256, 32);
+	bind_text(st, 4, f.subject);
+	sqlite3_bind_int64(st, 5, f.not_before);
+	sqlite3_bind_int64(st, 6, f.not_after);
+	sqlite3_bind_int64(st, 7, s->device_id);
+	sqlite3_bind_int64(st, 8, s->id);
+	sqlite3_bind_int64(st, 9, ks_reg_now_ms());
+	r = run(reg, st, "insert certificate");
+	if (r != KS_OK)
+		return r;
+	ks_reg_fault(reg, "issued:cert");
+	snprintf(a->serial_out, sizeof(a->serial_out), "%s", f.serial_hex);
+	ks_reg_hex(f.pubkey_sha256, 32, pk);
+	ks_reg_hex(f.der_sha256, 32, dh);
+	*details = json_text(json_pack("{s:s, s:s, s:s, s:I, s:I}",
+				       "cert_sha256", dh, "pubkey_sha256", pk,
+				       "subject", f.subject, "not_before",
+				       (json_int_t)f.not_before, "not_after",
+				       (json_int_t)f.not_after));
+	return *details ? KS_OK : KS_ERR_NOMEM;
+}
+
+int ks_reg_cert_issued(ks_reg_t *reg, int64_t session_id, const uint8_t *der,
+		       size_t der_len, const char *serial_hex,
+		       const uint8_t pubkey_sha256[32], int64_t not_before,
+		       int64_t not_after, const char *actor)
+{
+	issue_arg_t a = { der, der_len, serial_hex, pubkey_sha256,
+			  not_before, not_after, "" };
+	sess_row_t s;
+	char *details = NULL;
+	int64_t now = ks_reg_now_ms();
+	int r;
+
+	if (reg == NULL || der == NULL || der_len == 0 || serial_hex == NULL ||
+	    pubkey_sha256 == NULL)
+		return KS_ERR_ARG;
+	/* Not do_step(): the event carries the certificate serial. */
+	pthread_mutex_lock(&reg->mu);
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK)
+		goto unlock;
+	r = sess_load(reg, session_id, &s);
+	if (r != KS_OK)
+		goto out;
+	if (s.state != KS_REG_KEYED) {
+		r = KS_ERR_STATE;
+		goto out;
+	}
+	r = issued_extra(reg, &s, &a, &details);
+	if (r != KS_OK)
+		goto out;
+	r = set_state(reg, &s, KS_REG_ISSUED, now);
+	if (r != KS_OK)
+		goto out;
+	r = append_session_event(reg, &s, KS_REG_EV_CERT_ISSUED, actor,
+				 a.serial_out, details);
+	if (r != KS_OK)
+		goto out;
+	r = ks_reg_tx_commit(reg);
+out:
+	if (r != KS_OK)
+		ks_reg_tx_rollback(reg);
+unlock:
+	pthread_mutex_unlock(&reg->mu);
+	free(details);
+	return r;
+}
+
+int ks_reg_fail(ks_reg_t *reg, int64_t session_id, ks_reg_state_t outcome,
+		const char *reason, const char *actor)
+{
+	sqlite3_stmt *st = NULL;
+	sess_row_t s;
+	char serial[KS_REG_SERIAL_MAX * 2];
+	char *details = NULL;
+	int64_t cert_id = 0;
+	int64_t now = ks_reg_now_ms();
+	ks_reg_event_t ev;
+	int r;
+
+	if (reg == NULL ||
+	    (outcome != KS_REG_FAILED && outcome != KS_REG_VOID &&
+	     outcome != KS_REG_SCRAPPED))
+		return KS_ERR_ARG;
+	if (reason == NULL)
+		reason = "";
+	ev = outcome == KS_REG_FAILED ? KS_REG_EV_FAILED
+	     : outcome == KS_REG_VOID ? KS_REG_EV_VOIDED
+				      : KS_REG_EV_SCRAPPED;
+	details = json_text(json_pack("{s:s, s:s}", "reason", reason,
+				      "outcome", ks_reg_state_name(outcome)));
+	if (details == NULL)
+		return KS_ERR_NOMEM;
+	pthread_mutex_lock(&reg->mu);
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK)
+		goto unlock;
+	r = sess_load(reg, session_id, &s);
+	if (r != KS_OK)
+		goto out;
+	if (ks_reg_state_is_final(s.state)) {
+		r = KS_ERR_STATE;
+		goto out;
+	}
+	r = session_cert(reg, s.id, "ISSUED", &cert_id, serial,
+			 sizeof(serial));
+	if (r != KS_OK)
+		goto out;
+	if (outcome == KS_REG_VOID && cert_id == 0) {
+		ks_log_warn("session %lld: nothing to void (no certificate)",
+			    (long long)s.id);
+		r = KS_ERR_STATE;
+		goto out;
+	}
+	if (cert_id != 0) {
+		r = update_session_col(reg,
+				       "UPDATE certificates SET status = 'VOID' "
+				       "WHERE id = ?1 AND ?2 = ?2",
+				       cert_id, NULL, 0, 0);
+		if (r != KS_OK)
+			goto out;
+		ks_reg_fault(reg, "fail:void");
+		/* The VOIDED event of a VOID outcome is the session event. */
+		if (outcome != KS_REG_VOID) {
+			r = append_session_event(reg, &s, KS_REG_EV_VOIDED,
+						 actor, serial, details);
+			if (r != KS_OK)
+				goto out;
+		}
+	}
+	r = prep(reg, "UPDATE sessions SET failure_reason = ? WHERE id = ?",
+		 &st);
+	if (r != KS_OK)
+		goto out;
+	bind_text(st, 1, reason);
+	sqlite3_bind_int64(st, 2, s.id);
+	r = run(reg, st, "failure reason");
+	if (r != KS_OK)
+		goto out;
+	r = set_state(reg, &s, outcome, now);
+	if (r != KS_OK)
+		goto out;
+	r = append_session_event(reg, &s, ev, actor,
+				 cert_id ? serial : NULL, details);
+	if (r != KS_OK)
+		goto out;
+	r = ks_reg_tx_commit(reg);
+out:
+	if (r != KS_OK)
+		ks_reg_tx_rollback(reg);
+unlock:
+	pthread_mutex_unlock(&reg->mu);
+	free(details);
+	return r;
+}
+
+/* ---- devices and counters ---- */
+
+#define DEVICE_SELECT                                                     \
+	"SELECT d.id, d.uid, d.serial, d.state, d.key_origin, l.name, "   \
+	"d.station_id, d.slot, d.lock_bits, d.identity_digest, "          \
+	"d.pubkey_sha256, c.serial_hex, d.created_ms, d.updated_ms "      \
+	"FROM devices d JOIN lots l ON l.id = d.lot_id LEFT JOIN "        \
+	"certificates c ON c.id = d.cert_id AND c.status = 'ACTIVE' "
+
+static void device_from_row(sqlite3_stmt *st, ks_reg_device_t *d)
+{
+	int n;
+
+	memset(d, 0, sizeof(*d));
+	d->id = sqlite3_column_int64(st, 0);
+	n = sqlite3_column_bytes(st, 1);
+	if (n > 0 && (size_t)n <= KS_REG_UID_MAX) {
+		memcpy(d->uid, sqlite3_column_blob(st, 1), (size_t)n);
+		d->uid_len = (size_t)n;
+	}
+	col_text(st, 2, d->serial, sizeof(d->serial));
+	d->state = (ks_reg_state_t)ks_reg_state_parse(
+		(const char *)sqlite3_column_text(st, 3));
+	d->key_origin = (ks_reg_key_origin_t)key_origin_parse(
+		(const char *)sqlite3_column_text(st, 4));
+	col_text(st, 5, d->lot, sizeof(d->lot));
+	col_text(st, 6, d->station, sizeof(d->station));
+	d->slot = sqlite3_column_int(st, 7);
+	d->has_lock_bits = sqlite3_column_type(st, 8) != SQLITE_NULL;
+	d->lock_bits = (uint32_t)sqlite3_column_int64(st, 8);
+	d->has_identity_digest = col_hash(st, 9, d->identity_digest);
+	d->has_pubkey = col_hash(st, 10, d->pubkey_sha256);
+	col_text(st, 11, d->cert_serial, sizeof(d->cert_serial));
+	d->created_ms = sqlite3_column_int64(st, 12);
+	d->updated_ms = sqlite3_column_int64(st, 13);
+}
+
+int ks_reg_device_get(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
+		      const char *serial, ks_reg_device_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	int rc;
+
+	if (reg == NULL || out == NULL || (uid == NULL && serial == NULL) ||
+	    (uid != NULL && (uid_len == 0 || uid_len > KS_REG_UID_MAX)))
+		return KS_ERR_ARG;
+	pthread_mutex_lock(&reg->mu);
+	if (uid != NULL)
+		r = prep(reg, DEVICE_SELECT "WHERE d.uid = ?", &st);
+	else
+		r = prep(reg,
+			 DEVICE_SELECT "WHERE d.serial = ?1 OR d.id = (SELECT "
+				       "device_id FROM sessions WHERE "
+				       "device_serial = ?1)",
+			 &st);
+	if (r != KS_OK)
+		goto out;
+	if (uid != NULL)
+		bind_blob(st, 1, uid, uid_len);
+	else
+		bind_text(st, 1, serial);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		device_from_row(st, out);
+	else if (rc == SQLITE_DONE)
+		r = KS_ERR_NOTFOUND;
+	else
+		r = ks_reg_sqlite_err(reg, rc, "device get");
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->mu);
+	return r;
+}
+
+int ks_reg_device_list(ks_reg_t *reg, const ks_reg_filter_t *filter,
+		       ks_reg_device_t **out, size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	ks_reg_device_t *arr = NULL;
+	size_t cnt = 0, cap = 0;
+	int r;
+	int rc;
+
+	if (reg == NULL || out == NULL || n == NULL ||
+	    (filter != NULL && filter->state >= KS_REG_STATE_COUNT))
+		return KS_ERR_ARG;
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&reg->mu);
+	r = prep(reg,
+		 DEVICE_SELECT "WHERE (?1 IS NULL OR l.name = ?1) AND "
+			       "(?2 IS NULL OR d.station_id = ?2) AND "
+			       "(?3 IS NULL OR d.state = ?3) "
+			       "ORDER BY d.id LIMIT ?4",
+		 &st);
+	if (r != KS_OK)
+		goto out;
+	if (filter != NULL) {
+		bind_text(st, 1, filter->lot);
+		bind_text(st, 2, filter->station);
+		bind_text(st, 3, filter->state >= 0
+					 ? ks_reg_state_name(filter->state)
+					 : NULL);
+	}
+	sqlite3_bind_int64(st, 4, (filter && filter->limit)
+					  ? (int64_t)filter->limit
+					  : -1);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ks_reg_device_t *p = grow(arr, cnt, &cap, sizeof(*arr));
+
+		if (p == NULL) {
+			r = KS_ERR_NOMEM;
+			goto out;
+		}
+		arr = p;
+		device_from_row(st, &arr[cnt++]);
+	}
+	if (rc != SQLITE_DONE) {
+		r = ks_reg_sqlite_err(reg, rc, "device list");
+		goto out;
+	}
+	*out = arr;
+	*n = cnt;
+	arr = NULL;
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->mu);
+	free(arr);
+	return r;
+}
+
+int ks_reg_counts(ks_reg_t *reg, ks_reg_counts_t *out)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+	int rc;
+
+	if (reg == NULL || out == NULL)
+		return KS_ERR_ARG;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&reg->mu);
+	r = prep(reg,
+		 "SELECT state, count(*) FROM sessions WHERE station_id = ? "
+		 "GROUP BY state",
+		 &st);
+	if (r != KS_OK)
+		goto out;
+	bind_text(st, 1, reg->station);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int s = ks_reg_state_parse(
+			(const char *)sqlite3_column_text(st, 0));
+		uint64_t c = (uint64_t)sqlite3_column_int64(st, 1);
+
+		if (s >= 0)
+			out->by_state[s] = c;
+		out->sessions += c;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_DONE) {
+		r = ks_reg_sqlite_err(reg, rc, "counts");
+		goto out;
+	}
+	r = prep(reg,
+		 "SELECT (SELECT count(*) FROM devices WHERE station_id = ?1 "
+		 "AND state = 'ACTIVE'), (SELECT count(*) FROM audit), "
+		 "(SELECT coalesce(max(seq), 0) FROM audit)",
+		 &st);
+	if (r != KS_OK)
+		goto out;
+	bind_text(st, 1, reg->station);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		out->devices_active = (uint64_t)sqlite3_column_int64(st, 0);
+		out->audit_events = (uint64_t)sqlite3_column_int64(st, 1);
+		out->audit_head_seq = sqlite3_column_int64(st, 2);
+	} else {
+		r = ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db), "counts");
+	}
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&reg->mu);
+	return r;
+}
+
+int ks_reg_audit_event(ks_reg_t *reg, const char *actor, ks_reg_event_t type,
+		       const char *details_json)
+{
+	json_t *j = NULL;
+	char *details = NULL;
+	int checkpoint;
+	int r;
+
+	if (reg == NULL)
+		return KS_ERR_ARG;
+	switch (type) {
+	case KS_REG_EV_CA_LOADED:
+	case KS_REG_EV_BATCH_STARTED:
+	case KS_REG_EV_BATCH_STOPPED:
+	case KS_REG_EV_OPERATOR:
+	case KS_REG_EV_STATION_STARTED:
+	case KS_REG_EV_STATION_STOPPED:
+		break;
+	default:
+		ks_log_error("event %s is written only with its state change",
+			     ks_reg_event_name((int)type));
+		return KS_ERR_ARG;
+	}
+	if (details_json != NULL) {
+		j = json_loads(details_json, JSON_REJECT_DUPLICATES, NULL);
+		if (j == NULL || !json_is_object(j)) {
+			json_decref(j);
+			ks_log_error("event details must be a JSON object");
+			return KS_ERR_ARG;
+		}
+		details = json_text(j);
+		if (details == NULL)
+			return KS_ERR_NOMEM;
+	}
+	checkpoint = type == KS_REG_EV_BATCH_STOPPED ||
+		     type == KS_REG_EV_STATION_STOPPED;
+	pthread_mutex_lock(&reg->mu);
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK)
+		goto unlock;
+	{
+		ks_audit_ev_t ev = { .type = type,
+				     .actor = actor_or_default(actor),
+				     .details = details };
+
+		r = ks_audit_append(reg, &ev, NULL);
+	}
+	if (r == KS_OK && checkpoint && reg->key != NULL) {
+		int64_t pending = 0;
+
+		r = ks_audit_since_checkpoint(reg, &pending);
+		if (r == KS_OK && pending > 0)
+			r = ks_audit_append_checkpoint(reg, actor);
+	}
+	if (r == KS_OK)
+		r = ks_reg_tx_commit(reg);
+	else
+		ks_reg_tx_rollback(reg);
+unlock:
+	pthread_mutex_unlock(&reg->mu);
+	free(details);
+	return r;
+}

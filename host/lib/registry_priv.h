@@ -1,0 +1,76 @@
+/*
+ * kiln station library: registry internals shared by registry.c, audit.c
+ * and export.c. Not a public header.
+ */
+#ifndef KILN_HOST_LIB_REGISTRY_PRIV_H
+#define KILN_HOST_LIB_REGISTRY_PRIV_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include "host/lib/registry.h"
+
+struct ks_reg {
+	sqlite3 *db;
+	pthread_mutex_t mu; /* guards db and everything below */
+	char station[KS_REG_NAME_MAX];
+	EVP_PKEY *key;      /* station key for checkpoints, or NULL */
+	uint8_t key_sha256[32];
+	unsigned cp_every;
+	void (*hook)(void *ctx, const char *point);
+	void *hook_ctx;
+};
+
+/** One event to append (all pointers may be NULL except actor). */
+typedef struct {
+	ks_reg_event_t type;
+	const char *actor;
+	const uint8_t *uid;
+	size_t uid_len;
+	const char *device_serial;
+	const char *cert_serial;
+	int64_t session_id; /* 0: none */
+	const char *details; /* JSON text or NULL */
+} ks_audit_ev_t;
+
+/* Registry helpers; the caller holds reg->mu. */
+KS_REG_WUR int ks_reg_tx_begin(ks_reg_t *reg);
+KS_REG_WUR int ks_reg_tx_commit(ks_reg_t *reg);
+void ks_reg_tx_rollback(ks_reg_t *reg);
+void ks_reg_fault(ks_reg_t *reg, const char *point);
+int64_t ks_reg_now_ms(void);
+/** Map a SQLite result code to ks_err_t (constraint -> DUPLICATE). */
+int ks_reg_sqlite_err(ks_reg_t *reg, int rc, const char *what);
+/** Lower-case hex of n bytes into out (2n+1 bytes). */
+void ks_reg_hex(const uint8_t *in, size_t n, char *out);
+
+/**
+ * Append one audit event inside the caller's transaction; may append an
+ * automatic CHECKPOINT after it. *seq (may be NULL) gets the event's seq.
+ */
+KS_REG_WUR int ks_audit_append(ks_reg_t *reg, const ks_audit_ev_t *ev,
+			       int64_t *seq);
+/** Append a CHECKPOINT inside the caller's transaction. */
+KS_REG_WUR int ks_audit_append_checkpoint(ks_reg_t *reg, const char *actor);
+/** Rows appended since the last CHECKPOINT (caller holds the mutex). */
+KS_REG_WUR int ks_audit_since_checkpoint(ks_reg_t *reg, int64_t *count);
+
+/** ECDSA-SHA256 DER signature; *sig malloc'ed (OPENSSL_free). */
+KS_REG_WUR int ks_audit_sign(EVP_PKEY *key, const uint8_t *msg, size_t len,
+			     uint8_t **sig, size_t *sig_len);
+/** KS_OK when `sig` is a valid ECDSA-SHA256 signature of msg by `pub`. */
+KS_REG_WUR int ks_audit_sig_verify(EVP_PKEY *pub, const uint8_t *msg,
+				   size_t len, const uint8_t *sig,
+				   size_t sig_len);
+
+/** Base64 (standard, padded, no newlines); malloc'ed, NULL on error. */
+char *ks_audit_b64_encode(const uint8_t *p, size_t n);
+/** Decode standard padded base64 without whitespace; *out malloc'ed. */
+KS_REG_WUR int ks_audit_b64_decode(const char *s, uint8_t **out,
+				   size_t *out_len);
+
+#endif
