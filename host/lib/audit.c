@@ -387,6 +387,7 @@ int ks_audit_append_checkpoint(ks_reg_t *reg, const char *actor)
 	size_t sig_len = 0, mlen;
 	char hhex[65], khex[65];
 	char *b64 = NULL, *details = NULL;
+	json_t *obj = NULL;
 	int64_t seq = 0;
 	int r;
 
@@ -409,10 +410,9 @@ int ks_audit_append_checkpoint(ks_reg_t *reg, const char *actor)
 	}
 	ks_reg_hex(head, 32, hhex);
 	ks_reg_hex(reg->key_sha256, 32, khex);
-	details = json_dumps(json_pack("{s:I, s:s, s:s, s:s}", "covers_seq",
-				       (json_int_t)seq, "head", hhex,
-				       "key_sha256", khex, "sig", b64),
-			     JSON_COMPACT | JSON_SORT_KEYS);
+	obj = json_pack("{s:I, s:s, s:s, s:s}", "covers_seq", (json_int_t)seq,
+			"head", hhex, "key_sha256", khex, "sig", b64);
+	details = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	if (details == NULL) {
 		r = KS_ERR_NOMEM;
 		goto out;
@@ -425,6 +425,7 @@ int ks_audit_append_checkpoint(ks_reg_t *reg, const char *actor)
 		r = append_row(reg, &ev, NULL);
 	}
 out:
+	json_decref(obj);
 	OPENSSL_free(sig);
 	free(b64);
 	free(details);
