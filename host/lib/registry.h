@@ -354,4 +354,27 @@ KS_REG_WUR int ks_reg_audit_event(ks_reg_t *reg, const char *actor,
 /** Station id this handle writes as. */
 const char *ks_reg_station(const ks_reg_t *reg);
 
+/* ---- parked sessions (registry_resume.c) ---- */
+
+/**
+ * Park an unfinished session: its state stays as it is (so it can be
+ * resumed when the board answers again), the reason is recorded and an
+ * INTERRUPTED audit event is appended, in one durable transaction.
+ * KS_ERR_STATE if the session already ended.
+ */
+KS_REG_WUR int ks_reg_interrupted(ks_reg_t *reg, int64_t session_id,
+				  const char *reason, const char *actor);
+
+/**
+ * The certificate recorded for a session: *der is malloc'ed (free()),
+ * serial_hex (may be NULL) receives its serial. KS_ERR_NOTFOUND if the
+ * session has none.
+ */
+KS_REG_WUR int ks_reg_session_cert(ks_reg_t *reg, int64_t session_id,
+				   uint8_t **der, size_t *der_len,
+				   char *serial_hex, size_t serial_cap);
+
+/** 1 if a certificate that is not VOID exists for this public-key hash. */
+int ks_reg_pubkey_known(ks_reg_t *reg, const uint8_t pubkey_sha256[32]);
+
 #endif

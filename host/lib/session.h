@@ -47,7 +47,8 @@ typedef void (*ks_progress_fn)(void *arg, ks_step_t step, const char *note);
 
 typedef struct {
 	const char *port;         /* link spec: serial:..., unix:..., usb:... */
-	const char *slot;         /* slot name, recorded with the session */
+	const char *slot;         /* slot name, for logs */
+	int slot_index;           /* slot number, recorded with the session */
 	const char *lot;          /* lot the device is provisioned into */
 	const char *profile;      /* profile name (looked up in the engine) */
 	int reprovision;          /* explicit operator request */
