@@ -17,15 +17,23 @@
 #include "host/kilnd/config.h"
 #include "host/kiln/kiln.h"
 #include "host/lib/audit.h"
+#include "host/lib/export.h"
+#include "host/lib/registry.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
 
 /* Files an offline audit command works on. */
 typedef struct {
 	char db[PATH_MAX];
 	char ca[PATH_MAX];
-	char pub[PATH_MAX];
+	char pub[PATH_MAX];  /* verify: public (or private) station key */
+	char key[PATH_MAX];  /* manifest: the station's private key */
+	char station[KD_NAME_MAX];
 	const char *lot;
 	const char *format;
 	const char *out;
+	const char *verify; /* manifest --verify FILE */
 } files_t;
 
 static void usage(FILE *fp)
@@ -39,7 +47,14 @@ static void usage(FILE *fp)
 		"        With -c, the registry, CA chain and station key come from\n"
 		"        kilnd.conf; --db/--ca/--station-pub override them.\n"
 		"        Exit 0 verified, 1 a problem was found (the first one is named),\n"
-		"        4 the check could not run (missing file, unreadable key).\n");
+		"        4 the check could not run (missing file, unreadable key).\n\n"
+		"       kiln audit export --format csv|json [-o FILE] [--db FILE | -c kilnd.conf]\n\n"
+		"export  devices, certificates (DER as base64) and every audit event.\n\n"
+		"       kiln audit manifest --lot L [-o FILE] [--key STATION.key] [-c kilnd.conf]\n"
+		"       kiln audit manifest --verify FILE --station-pub PUB.pem\n\n"
+		"manifest  the lot's devices and certificates as JSON, signed with the\n"
+		"        station key into FILE.sig (default FILE: LOT.manifest.json);\n"
+		"        --verify checks FILE against FILE.sig.\n");
 }
 
 static int copy(char *dst, size_t dstlen, const char *src)
@@ -67,7 +82,11 @@ static int from_config(const char *conf, files_t *f)
 	     copy(f->ca, sizeof(f->ca),
 		  cfg->ca_chain[0] ? cfg->ca_chain : cfg->ca_cert)) ||
 	    (f->pub[0] == '\0' &&
-	     copy(f->pub, sizeof(f->pub), cfg->station_key)))
+	     copy(f->pub, sizeof(f->pub), cfg->station_key)) ||
+	    (f->key[0] == '\0' &&
+	     copy(f->key, sizeof(f->key), cfg->station_key)) ||
+	    (f->station[0] == '\0' &&
+	     copy(f->station, sizeof(f->station), cfg->station_id)))
 		goto out;
 	rc = KC_EXIT_OK;
 out:
@@ -95,6 +114,25 @@ static EVP_PKEY *load_pub(const char *path)
 	fclose(fp);
 	if (k == NULL) {
 		kc_err("%s: no PEM public or private key", path);
+		ERR_clear_error();
+	}
+	return k;
+}
+
+/* The station's private key (PEM). */
+static EVP_PKEY *load_priv(const char *path, char *err, size_t errlen)
+{
+	EVP_PKEY *k;
+	FILE *fp = fopen(path, "r");
+
+	if (fp == NULL) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	k = PEM_read_PrivateKey(fp, NULL, NULL, NULL);
+	fclose(fp);
+	if (k == NULL) {
+		snprintf(err, errlen, "%s: not a PEM private key", path);
 		ERR_clear_error();
 	}
 	return k;
@@ -168,6 +206,150 @@ static int verify(kc_global_t *g, const files_t *f)
 	return rep.ok && r == KS_OK ? KC_EXIT_OK : KC_EXIT_FAIL;
 }
 
+/* The station id recorded in a registry file (read-only look-up), for
+ * opening it with ks_reg_open() when no kilnd.conf names it. */
+static int station_of(const char *db, char *out, size_t outlen)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_prepare_v2(h, "SELECT id FROM stations ORDER BY created_ms LIMIT 1",
+			       -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+		rc = copy(out, outlen, (const char *)sqlite3_column_text(st, 0));
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return rc;
+}
+
+/* Open an existing registry file (never create one by mistake). */
+static int open_reg(files_t *f, ks_reg_t **reg)
+{
+	struct stat sb;
+	int r;
+
+	if (f->db[0] == '\0') {
+		kc_err("audit: give --db FILE or -c kilnd.conf");
+		return KC_EXIT_USAGE;
+	}
+	if (stat(f->db, &sb) != 0) {
+		kc_err("audit: %s: %s", f->db, strerror(errno));
+		return KC_EXIT_LOCAL;
+	}
+	if (f->station[0] == '\0' &&
+	    station_of(f->db, f->station, sizeof(f->station)) != 0) {
+		kc_err("audit: %s: no station recorded in this registry", f->db);
+		return KC_EXIT_LOCAL;
+	}
+	r = ks_reg_open(f->db, f->station, reg);
+	if (r != KS_OK) {
+		kc_err("audit: cannot open %s: %s", f->db, ks_strerror(r));
+		return KC_EXIT_LOCAL;
+	}
+	return KC_EXIT_OK;
+}
+
+static int export(kc_global_t *g, files_t *f)
+{
+	ks_reg_t *reg = NULL;
+	FILE *out = stdout;
+	int rc, r;
+
+	(void)g;
+	if (f->format == NULL ||
+	    (strcmp(f->format, "csv") != 0 && strcmp(f->format, "json") != 0)) {
+		kc_err("audit export: --format csv or --format json");
+		return KC_EXIT_USAGE;
+	}
+	rc = open_reg(f, &reg);
+	if (rc != KC_EXIT_OK)
+		return rc;
+	if (f->out != NULL && (out = fopen(f->out, "w")) == NULL) {
+		kc_err("audit export: %s: %s", f->out, strerror(errno));
+		ks_reg_close(&reg);
+		return KC_EXIT_LOCAL;
+	}
+	r = ks_export_audit(reg, f->format, out);
+	if (out != stdout && fclose(out) != 0)
+		r = KS_ERR_IO;
+	ks_reg_close(&reg);
+	if (r != KS_OK) {
+		kc_err("audit export: %s", ks_strerror(r));
+		return KC_EXIT_FAIL;
+	}
+	return KC_EXIT_OK;
+}
+
+static int manifest(kc_global_t *g, files_t *f)
+{
+	ks_reg_t *reg = NULL;
+	EVP_PKEY *k = NULL;
+	char path[PATH_MAX], kerr[PATH_MAX + 128];
+	int rc, r;
+
+	if (f->verify != NULL) {
+		if (f->pub[0] == '\0') {
+			kc_err("audit manifest --verify: give --station-pub PUB.pem or -c kilnd.conf");
+			return KC_EXIT_USAGE;
+		}
+		k = load_pub(f->pub);
+		if (k == NULL)
+			return KC_EXIT_LOCAL;
+		r = ks_export_manifest_verify_file(f->verify, k);
+		EVP_PKEY_free(k);
+		if (g->json)
+			printf("{\"ok\":%s,\"manifest\":\"%s\"}\n",
+			       r == KS_OK ? "true" : "false", f->verify);
+		else if (r == KS_OK)
+			printf("manifest %s: signature OK\n", f->verify);
+		else
+			printf("manifest %s: signature INVALID (%s)\n", f->verify,
+			       ks_strerror(r));
+		return r == KS_OK ? KC_EXIT_OK
+				  : r == KS_ERR_VERIFY ? KC_EXIT_FAIL : KC_EXIT_LOCAL;
+	}
+	if (f->lot == NULL) {
+		kc_err("audit manifest: --lot L is required");
+		return KC_EXIT_USAGE;
+	}
+	if (f->key[0] == '\0') {
+		kc_err("audit manifest: give --key STATION.key or -c kilnd.conf");
+		return KC_EXIT_USAGE;
+	}
+	if (copy(path, sizeof(path), f->out ? f->out : f->lot) ||
+	    (f->out == NULL && strlen(path) + 15 > sizeof(path)))
+		return KC_EXIT_USAGE;
+	if (f->out == NULL)
+		strcat(path, ".manifest.json");
+	k = load_priv(f->key, kerr, sizeof(kerr));
+	if (k == NULL) {
+		kc_err("audit manifest: %s", kerr);
+		return KC_EXIT_LOCAL;
+	}
+	rc = open_reg(f, &reg);
+	if (rc == KC_EXIT_OK) {
+		r = ks_export_manifest_write(reg, f->lot, k, path);
+		if (r != KS_OK) {
+			kc_err("audit manifest: lot %s: %s", f->lot, ks_strerror(r));
+			rc = r == KS_ERR_NOTFOUND ? KC_EXIT_FAIL : KC_EXIT_LOCAL;
+		} else if (g->json) {
+			printf("{\"ok\":true,\"manifest\":\"%s\",\"signature\":\"%s.sig\"}\n",
+			       path, path);
+		} else {
+			printf("manifest of lot %s: %s (signature %s.sig)\n", f->lot,
+			       path, path);
+		}
+	}
+	ks_reg_close(&reg);
+	EVP_PKEY_free(k);
+	return rc;
+}
+
 int kc_cmd_audit(kc_global_t *g, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -175,6 +357,11 @@ int kc_cmd_audit(kc_global_t *g, int argc, char **argv)
 		{"ca", required_argument, NULL, 'a'},
 		{"station-pub", required_argument, NULL, 'p'},
 		{"config", required_argument, NULL, 'c'},
+		{"format", required_argument, NULL, 'f'},
+		{"output", required_argument, NULL, 'o'},
+		{"lot", required_argument, NULL, 'l'},
+		{"key", required_argument, NULL, 'k'},
+		{"verify", required_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -191,8 +378,24 @@ int kc_cmd_audit(kc_global_t *g, int argc, char **argv)
 	sub = argv[1];
 	argc--;
 	argv++;
-	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:f:o:l:h", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'f':
+			f.format = optarg;
+			break;
+		case 'o':
+			f.out = optarg;
+			break;
+		case 'l':
+			f.lot = optarg;
+			break;
+		case 'v':
+			f.verify = optarg;
+			break;
+		case 'k':
+			if (copy(f.key, sizeof(f.key), optarg))
+				return KC_EXIT_USAGE;
+			break;
 		case 'd':
 			if (copy(f.db, sizeof(f.db), optarg))
 				return KC_EXIT_USAGE;
@@ -232,6 +435,10 @@ int kc_cmd_audit(kc_global_t *g, int argc, char **argv)
 		}
 		return verify(g, &f);
 	}
-	kc_err("audit: unknown subcommand '%s' (verify)", sub);
+	if (strcmp(sub, "export") == 0)
+		return export(g, &f);
+	if (strcmp(sub, "manifest") == 0)
+		return manifest(g, &f);
+	kc_err("audit: unknown subcommand '%s' (verify, export, manifest)", sub);
 	return KC_EXIT_USAGE;
 }

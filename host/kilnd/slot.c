@@ -267,9 +267,11 @@ static void *slot_main(void *arg)
 		bool finished;
 
 		if (!d->batch.running || s->manual) {
+			/* keep the last outcome (and error) on display */
 			if (!s->manual && s->state != KD_SLOT_DONE &&
 			    s->state != KD_SLOT_FAILED &&
-			    s->state != KD_SLOT_SKIPPED)
+			    s->state != KD_SLOT_SKIPPED &&
+			    s->state != KD_SLOT_ERROR)
 				set_state(s, KD_SLOT_IDLE);
 			handled[0] = '\0';
 			backoff = 0;

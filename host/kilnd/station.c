@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -119,8 +120,27 @@ static ks_err_t load_signer(kd_daemon_t *d, char *err, size_t errlen)
 {
 	kd_config_t *c = d->cfg;
 	ks_ca_t *ca = NULL;
+	const struct {
+		const char *key, *path;
+		unsigned line;
+	} files[] = {
+		{"cert", c->ca_cert, c->ca_cert_line},
+		{"key", c->ca_key, c->ca_key_line},
+		{"chain", c->ca_chain, c->ca_chain_line},
+	};
+	bool missing = false;
 	ks_err_t r;
 
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if (files[i].path[0] != '\0' && access(files[i].path, R_OK) != 0) {
+			addf(err, errlen, "%s:%u: [ca] %s = '%s': %s", c->path,
+			     files[i].line, files[i].key, files[i].path,
+			     strerror(errno));
+			missing = true;
+		}
+	}
+	if (missing)
+		return KS_ERR_CONFIG;
 	r = ks_ca_load(c->ca_cert, c->ca_key,
 		       c->ca_chain[0] ? c->ca_chain : NULL, &ca);
 	if (r != KS_OK) {
