@@ -4,6 +4,7 @@
  */
 #include "host/lib/registry.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1738,7 +1739,9 @@ static int cert_facts(const uint8_t *der, size_t der_len, cert_facts_t *f)
 	hex = bn ? BN_bn2hex(bn) : NULL;
 	if (hex == NULL || strlen(hex) >= sizeof(f->serial_hex))
 		goto out;
-	snprintf(f->serial_hex, sizeof(f->serial_hex), "%s", hex);
+	/* one canonical form everywhere: lowercase, as the signer reports */
+	for (size_t i = 0; hex[i] != '\0'; i++)
+		f->serial_hex[i] = (char)tolower((unsigned char)hex[i]);
 	if (ks_audit_pubkey_sha256(X509_get0_pubkey(x), f->pubkey_sha256) !=
 	    KS_OK)
 		goto out;

@@ -330,14 +330,14 @@ static void test_duplicates_and_reprovision(void **state)
 	ks_reg_close(&reg);
 	assert_int_equal(query_int(path, "SELECT count(*) FROM certificates "
 					 "WHERE status = 'SUPERSEDED' AND "
-					 "serial_hex = 'C8'"),
+					 "serial_hex = 'c8'"),
 			 1);
 	assert_int_equal(query_int(path, "SELECT count(*) FROM certificates "
 					 "WHERE status = 'VOID'"),
 			 1);
 	assert_int_equal(query_int(path, "SELECT count(*) FROM audit WHERE "
 					 "type = 'REPROVISION' AND "
-					 "cert_serial = 'C8'"),
+					 "cert_serial = 'c8'"),
 			 1);
 	assert_int_equal(query_int(path, "SELECT reprovision FROM sessions "
 					 "WHERE id = (SELECT max(id) FROM "
@@ -345,7 +345,7 @@ static void test_duplicates_and_reprovision(void **state)
 			 1);
 	/* Two ACTIVE certificates for one device: refused by the schema. */
 	assert_int_not_equal(tr_sql(path, "UPDATE certificates SET status = "
-					  "'ACTIVE' WHERE serial_hex = 'C8'"),
+					  "'ACTIVE' WHERE serial_hex = 'c8'"),
 			     0);
 	assert_verifies(path);
 	EVP_PKEY_free(k);
@@ -853,7 +853,7 @@ static void test_exports_and_manifest(void **state)
 			    "ACTIVE");
 	assert_string_equal(json_string_value(json_object_get(
 				    json_array_get(devs, 0), "cert_serial")),
-			    "02BC");
+			    "02bc");
 	assert_true(json_is_null(json_object_get(json_array_get(devs, 1),
 						 "cert_serial")));
 	json_decref(j);

@@ -3,6 +3,7 @@
  */
 #include "tests/unit/test_registry_util.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,7 +175,11 @@ void tr_serial_hex(uint64_t serial, char *out, size_t cap)
 	if (bn == NULL || !BN_set_word(bn, serial) ||
 	    (hex = BN_bn2hex(bn)) == NULL)
 		die("serial hex");
-	snprintf(out, cap, "%s", hex);
+	/* the registry's canonical form is lowercase, as the signer's */
+	for (size_t i = 0; hex[i] != '\0' && i + 1 < cap; i++) {
+		out[i] = (char)tolower((unsigned char)hex[i]);
+		out[i + 1] = '\0';
+	}
 	OPENSSL_free(hex);
 	BN_free(bn);
 }
