@@ -89,15 +89,27 @@ int it_start(it_env_t *e, bool use_unix, unsigned long cut_after,
 
 	*sp = NULL;
 	*a = NULL;
-	if (use_unix)
-		unlink(e->sock);
-	if (ks_simproc_start(&so, sp) != KS_OK)
-		return -1;
-	if (ks_agent_open(ks_simproc_spec(*sp), &ao, a) != KS_OK) {
+	/* Other test programs on this machine may run simulators and
+	 * stations too; one that reopens a stale /dev/pts/N path can hold
+	 * the number our simulator just got (flock says BUSY). Then start
+	 * again on a new pty rather than share it. */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		ks_err_t r;
+
+		if (use_unix)
+			unlink(e->sock);
+		if (ks_simproc_start(&so, sp) != KS_OK)
+			return -1;
+		r = ks_agent_open(ks_simproc_spec(*sp), &ao, a);
+		if (r == KS_OK)
+			return 0;
 		(void)ks_simproc_stop(sp, NULL);
-		return -1;
+		if (r != KS_ERR_BUSY)
+			break;
+		printf("# port held by another process, restarting the "
+		       "simulator on a new one\n");
 	}
-	return 0;
+	return -1;
 }
 
 static void uid_hex(const ks_agent_hello_t *h, char *out)
