@@ -5,6 +5,7 @@
  *  3. device key over --unix
  *  4. the agent's retransmit cache: an identical GENKEY frame sent twice
  *     is answered twice identically and burns one key slot only
+ *  5. GENKEY NEW until the key slots run out: KP_ST_EXHAUSTED
  * Each session: HELLO, key, CSR check, certificate from a throwaway CA,
  * PUT_OBJECT cert/chain/serial/meta, COMMIT, READBACK, CHALLENGE, LOCK 2;
  * then the simulator restarts on the same image and must report LOCKED
@@ -164,6 +165,43 @@ out:
 	(void)ks_simproc_stop(&sp, NULL);
 }
 
+/* Re-provisioning until the OTP key slots run out: a clean refusal. */
+static void exhaust_slots(it_env_t *e)
+{
+	ks_simproc_t *sp = NULL;
+	ks_agent_t *a = NULL;
+	ks_agent_genkey_t *g = NULL;
+	ks_agent_hello_t h;
+	ks_err_t r = KS_OK;
+	int made = 0;
+
+	it_fresh_image(e, "exhaust");
+	if (!it_check(e, it_start(e, false, 0, 2000, &sp, &a) == 0,
+		      "simulator starts"))
+		return;
+	if (!it_check(e, ks_agent_hello(a, &h) == KS_OK, "HELLO"))
+		goto out;
+	for (int i = 0; i < 16 && r == KS_OK; i++) {
+		r = ks_agent_genkey(a, NULL, 0, KP_GENKEY_NEW, NULL, &g);
+		if (r == KS_OK)
+			made++;
+		ks_agent_genkey_free(&g);
+	}
+	it_check(e, made == h.st.slots_free,
+		 "GENKEY NEW succeeds once per free key slot");
+	it_check(e, r == KS_ERR_AGENT &&
+			    ks_agent_last_status(a) == KP_ST_EXHAUSTED,
+		 "then GENKEY is refused with KP_ST_EXHAUSTED");
+	printf("# %d key slots, then: %s\n", made, ks_agent_last_error(a));
+	if (it_check(e, ks_agent_hello(a, &h) == KS_OK, "HELLO after"))
+		it_check(e, h.st.slots_free == 0 &&
+				    h.st.state == KP_STATE_KEYED,
+			 "no free slots, still KEYED with the last key");
+out:
+	ks_agent_free(&a);
+	(void)ks_simproc_stop(&sp, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	const char *sim = it_sim_path(argc, argv);
@@ -181,6 +219,7 @@ int main(int argc, char **argv)
 	session(&e, false, IT_HOSTKEY, "hostkey-pty");
 	session(&e, true, IT_DEVKEY, "devkey-unix");
 	retransmit_cache(&e);
+	exhaust_slots(&e);
 	printf("session: %d passed, %d failed\n", e.checks - e.violations,
 	       e.violations);
 	it_env_free(&e);
