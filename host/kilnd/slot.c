@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -29,6 +30,7 @@
 #define KD_BACKOFF_MIN_MS 500u
 #define KD_BACKOFF_MAX_MS 8000u
 #define KD_PROBE_TIMEOUT_MS 400
+#define KD_BUSY_TOLERATED 8u  /* probes before a busy port is an error */
 
 static const char *const slot_state_names[] = {
 	[KD_SLOT_IDLE] = "idle",
@@ -103,6 +105,7 @@ typedef enum {
 	PROBE_BOARD,   /* a board answered HELLO */
 	PROBE_ABSENT,  /* nothing there (path / socket missing) */
 	PROBE_TROUBLE, /* something there that does not work */
+	PROBE_BUSY,    /* held open by another process */
 } probe_t;
 
 /* Open the port and say HELLO; on trouble, why into err. */
@@ -114,16 +117,31 @@ static probe_t probe(const char *port, char uid[65], char *err,
 	ks_agent_t *a = NULL;
 	ks_agent_hello_t h;
 	ks_agent_stats_t st;
+	ks_link_spec_t spec;
 	ks_err_t r;
 	probe_t out = PROBE_TROUBLE;
 
+	/* nothing plugged in is the normal case: look before opening, so
+	 * an empty slot does not fill the log with open() failures */
+	if (ks_link_parse_spec(port, &spec) == KS_OK &&
+	    spec.kind != KS_LINK_USB && access(spec.path, F_OK) != 0 &&
+	    (errno == ENOENT || errno == ENOTDIR)) {
+		out = PROBE_ABSENT;
+		goto out;
+	}
 	r = ks_agent_open(port, &opts, &a);
 	if (r == KS_ERR_NOTFOUND) {
 		out = PROBE_ABSENT;
 		goto out;
 	}
+	if (r == KS_ERR_BUSY) {
+		snprintf(err, errlen, "%.120s is held open by another process (%.80s)",
+			 port, ks_link_last_error());
+		out = PROBE_BUSY;
+		goto out;
+	}
 	if (r != KS_OK) {
-		snprintf(err, errlen, "cannot open %.200s: %.100s", port,
+		snprintf(err, errlen, "cannot open %.120s: %.80s", port,
 			 ks_link_last_error());
 		goto out;
 	}
@@ -138,15 +156,15 @@ static probe_t probe(const char *port, char uid[65], char *err,
 		out = PROBE_ABSENT; /* unplugged while we looked */
 	} else if (r == KS_ERR_TIMEOUT && st.rx_bytes > 0) {
 		snprintf(err, errlen,
-			 "%.200s answers garbage: %" PRIu64
+			 "%.120s answers garbage: %" PRIu64
 			 " bytes, no valid frame (wrong baud rate, or not a kiln agent?)",
 			 port, st.rx_bytes);
 	} else if (r == KS_ERR_TIMEOUT) {
 		snprintf(err, errlen,
-			 "%.200s: no answer to HELLO (no agent running, or wrong baud rate?)",
+			 "%.120s: no answer to HELLO (no agent running, or wrong baud rate?)",
 			 port);
 	} else {
-		snprintf(err, errlen, "%.200s: HELLO failed: %s (%.60s)", port,
+		snprintf(err, errlen, "%.120s: HELLO failed: %s (%.60s)", port,
 			 ks_strerror(r), ks_agent_last_error(a));
 	}
 out:
@@ -255,7 +273,7 @@ static void *slot_main(void *arg)
 	kd_daemon_t *d = s->d;
 	char handled[65] = ""; /* UID handled and (last seen) still present */
 	char uid[65], err[320], lot[KD_NAME_MAX], profile[KD_NAME_MAX];
-	unsigned backoff = 0;
+	unsigned backoff = 0, busy = 0;
 	uint64_t seq;
 
 	pthread_mutex_lock(&d->lock);
@@ -290,16 +308,27 @@ static void *slot_main(void *arg)
 		if (pr == PROBE_ABSENT) {
 			handled[0] = '\0';
 			backoff = 0;
-			if (s->state != KD_SLOT_WAITING) {
-				if (s->state == KD_SLOT_ERROR)
-					ks_log_info("slot %s: port error cleared",
-						    s->cfg->name);
+			busy = 0;
+			/* the last outcome stays on display until the next board */
+			if (s->state == KD_SLOT_ERROR) {
+				ks_log_info("slot %s: port error cleared",
+					    s->cfg->name);
+				s->error[0] = '\0';
+				set_state(s, KD_SLOT_WAITING);
+			} else if (s->state != KD_SLOT_DONE &&
+				   s->state != KD_SLOT_FAILED &&
+				   s->state != KD_SLOT_SKIPPED) {
 				set_state(s, KD_SLOT_WAITING);
 			}
 			timed_wait(d, KD_POLL_MS);
 			continue;
 		}
-		if (pr == PROBE_TROUBLE) {
+		if (pr == PROBE_BUSY && ++busy < KD_BUSY_TOLERATED) {
+			/* someone else has the port open for a moment */
+			timed_wait(d, KD_POLL_MS);
+			continue;
+		}
+		if (pr == PROBE_TROUBLE || pr == PROBE_BUSY) {
 			handled[0] = '\0';
 			if (s->state != KD_SLOT_ERROR ||
 			    strcmp(s->error, err) != 0)
@@ -314,6 +343,7 @@ static void *slot_main(void *arg)
 			continue;
 		}
 		backoff = 0;
+		busy = 0;
 		if (s->state == KD_SLOT_ERROR) {
 			ks_log_info("slot %s: port error cleared", s->cfg->name);
 			s->error[0] = '\0';

@@ -299,18 +299,38 @@ static void test_batch_device_origin(void)
 	kt_check(stj != NULL && batch_int(stj, "done") == NBATCH &&
 			 batch_int(stj, "failed") == 0,
 		 "16 done, 0 failed");
-	s = slot_of(stj, SLOT_NOTTY);
-	kt_check(strcmp(json_string_value(json_object_get(s, "state")), "error") == 0 &&
+	json_decref(stj);
+	rc = kt_kiln(&st, out, sizeof(out), "status", NULL);
+	kt_check(rc == 0 && strstr(out, "slot16") != NULL &&
+			 strstr(out, "16/16") != NULL,
+		 "kiln status shows the slots and 16/16:\n%s", out);
+
+	/* the misbehaving slots, while a batch runs, next to working ones */
+	stj = kt_ctl(&st, "{\"cmd\":\"batch.start\",\"lot\":\"LOT-E\","
+			  "\"profile\":\"widget\"}");
+	json_decref(stj);
+	s = NULL;
+	kt_check(kt_wait_slot(&st, SLOT_NOTTY, "error", 10000, &s) &&
 			 strstr(json_string_value(json_object_get(s, "error")),
 				"notatty") != NULL,
 		 "slot on a non-tty path: error naming the port (%s)",
 		 json_string_value(json_object_get(s, "error")));
-	s = slot_of(stj, SLOT_GARBAGE);
-	kt_check(strcmp(json_string_value(json_object_get(s, "state")), "error") == 0 &&
+	json_decref(s);
+	s = NULL;
+	kt_check(kt_wait_slot(&st, SLOT_GARBAGE, "error", 10000, &s) &&
 			 strstr(json_string_value(json_object_get(s, "error")),
 				"garbage") != NULL,
 		 "slot with a garbage-talking board: clear error (%s)",
 		 json_string_value(json_object_get(s, "error")));
+	json_decref(s);
+	stj = kt_ctl(&st, "{\"cmd\":\"status\"}");
+	s = slot_of(stj, 3);
+	kt_check(strcmp(json_string_value(json_object_get(s, "state")), "error") != 0,
+		 "the other slots keep working (slot3: %s)",
+		 json_string_value(json_object_get(s, "state")));
+	json_decref(stj);
+	stj = kt_ctl(&st, "{\"cmd\":\"batch.stop\"}");
+	kt_check(json_is_true(json_object_get(stj, "ok")), "batch LOT-E stops");
 	json_decref(stj);
 
 	rc = kt_kiln(&st, out, sizeof(out), "--json", "devices", "list",
@@ -319,10 +339,6 @@ static void test_batch_device_origin(void)
 	kt_check(rc == 0 && json_array_size(json_object_get(stj, "devices")) == NBATCH,
 		 "kiln devices list: 16 ACTIVE in LOT-A");
 	json_decref(stj);
-	rc = kt_kiln(&st, out, sizeof(out), "status", NULL);
-	kt_check(rc == 0 && strstr(out, "slot16") != NULL &&
-			 strstr(out, "16/16") != NULL,
-		 "kiln status shows the slots and 16/16:\n%s", out);
 
 	/* inspect the boards without the daemon probing them meanwhile */
 	for (int i = 1; i <= NBATCH; i++)
@@ -445,7 +461,7 @@ static void test_duplicate_and_reprovision(void)
 static void test_unplug_mid_session(void)
 {
 	char path[PATH_MAX];
-	json_t *stj;
+	json_t *stj, *s;
 	ks_simproc_result_t res;
 	bool cut = false;
 
@@ -463,8 +479,12 @@ static void test_unplug_mid_session(void)
 	if (ks_simproc_wait(st.boards[2], 30000, &res) == KS_OK)
 		cut = res.power_cut;
 	kt_check(cut, "the board lost power mid-session");
-	kt_check(kt_wait_slot(&st, 2, "failed", 30000, NULL),
-		 "the interrupted session ends FAILED");
+	s = NULL;
+	kt_check(kt_wait_slot(&st, 2, "failed", 30000, &s) &&
+			 json_integer_value(json_object_get(s, "failed")) == 1,
+		 "the interrupted session ends FAILED (%s)",
+		 json_string_value(json_object_get(s, "error")));
+	json_decref(s);
 	kt_board_stop(&st, 2);
 	if (kt_board_start(&st, 2, path, NULL, 0) != 0) {
 		kt_check(false, "restart the board on the same image");
