@@ -51,7 +51,6 @@
 static const char profiles[] =
 	"[profile widget]\n"
 	"subject = CN=${serial},O=Kiln Test\n"
-	"san_uri = urn:kiln:uid:${uid}\n"
 	"validity_days = 365\n"
 	"key_origin = device\n"
 	"lock = full\n\n"
