@@ -161,13 +161,13 @@ static int verify(kc_global_t *g, const files_t *f)
 		if (g->json) {
 			json_t *j = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
 					      rep.first_error[0] ? rep.first_error
-								 : ks_strerror(r),
+								 : ks_strerror((int)r),
 					      "db", f->db);
 			kc_print_json(j);
 			json_decref(j);
 		} else {
 			kc_err("audit verify %s: cannot run the check: %s%s%s", f->db,
-			       ks_strerror(r), rep.first_error[0] ? ": " : "",
+			       ks_strerror((int)r), rep.first_error[0] ? ": " : "",
 			       rep.first_error);
 		}
 		return KC_EXIT_LOCAL;
@@ -248,7 +248,7 @@ static int open_reg(files_t *f, ks_reg_t **reg)
 	}
 	r = ks_reg_open(f->db, f->station, reg);
 	if (r != KS_OK) {
-		kc_err("audit: cannot open %s: %s", f->db, ks_strerror(r));
+		kc_err("audit: cannot open %s: %s", f->db, ks_strerror((int)r));
 		return KC_EXIT_LOCAL;
 	}
 	return KC_EXIT_OK;
@@ -279,7 +279,7 @@ static int export(kc_global_t *g, files_t *f)
 		r = KS_ERR_IO;
 	ks_reg_close(&reg);
 	if (r != KS_OK) {
-		kc_err("audit export: %s", ks_strerror(r));
+		kc_err("audit export: %s", ks_strerror((int)r));
 		return KC_EXIT_FAIL;
 	}
 	return KC_EXIT_OK;
@@ -309,7 +309,7 @@ static int manifest(kc_global_t *g, files_t *f)
 			printf("manifest %s: signature OK\n", f->verify);
 		else
 			printf("manifest %s: signature INVALID (%s)\n", f->verify,
-			       ks_strerror(r));
+			       ks_strerror((int)r));
 		return r == KS_OK ? KC_EXIT_OK
 				  : r == KS_ERR_VERIFY ? KC_EXIT_FAIL : KC_EXIT_LOCAL;
 	}
@@ -335,7 +335,7 @@ static int manifest(kc_global_t *g, files_t *f)
 	if (rc == KC_EXIT_OK) {
 		r = ks_export_manifest_write(reg, f->lot, k, path);
 		if (r != KS_OK) {
-			kc_err("audit manifest: lot %s: %s", f->lot, ks_strerror(r));
+			kc_err("audit manifest: lot %s: %s", f->lot, ks_strerror((int)r));
 			rc = r == KS_ERR_NOTFOUND ? KC_EXIT_FAIL : KC_EXIT_LOCAL;
 		} else if (g->json) {
 			printf("{\"ok\":true,\"manifest\":\"%s\",\"signature\":\"%s.sig\"}\n",

@@ -66,7 +66,7 @@ int kc_cmd_ca(kc_global_t *g, int argc, char **argv)
 	dir = argv[optind];
 	r = ks_ca_init_dev(dir, org, err, sizeof(err));
 	if (r != KS_OK) {
-		kc_err("ca init %s: %s", dir, err[0] ? err : ks_strerror(r));
+		kc_err("ca init %s: %s", dir, err[0] ? err : ks_strerror((int)r));
 		return r == KS_ERR_DUPLICATE || r == KS_ERR_ARG ? KC_EXIT_FAIL
 								 : KC_EXIT_LOCAL;
 	}

@@ -69,7 +69,7 @@ static const char *err_code(ks_err_t r)
 static json_t *fail(ks_err_t r, const char *msg)
 {
 	return json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
-			 msg != NULL && msg[0] ? msg : ks_strerror(r), "code",
+			 msg != NULL && msg[0] ? msg : ks_strerror((int)r), "code",
 			 err_code(r));
 }
 
@@ -213,7 +213,7 @@ static json_t *result_json(const ks_session_result_t *res)
 					    json_integer(res->step_ms[i]));
 	return json_pack(
 		"{s:s, s:s, s:I, s:b, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:i, s:o}",
-		"result", ks_strerror(res->err), "final",
+		"result", ks_strerror((int)res->err), "final",
 		ks_step_name(res->final), "session_id",
 		(json_int_t)res->session_id, "resumed", res->resumed, "uid",
 		res->uid_hex, "serial", res->serial, "cert_serial",
@@ -292,7 +292,7 @@ static json_t *device_json(const ks_reg_device_t *v)
 	return json_pack(
 		"{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:o, s:s, s:s, s:s, s:I, s:I}",
 		"uid", uid, "serial", v->serial, "state",
-		ks_reg_state_name(v->state), "key_origin",
+		ks_reg_state_name((int)v->state), "key_origin",
 		ks_reg_key_origin_name(v->key_origin), "lot", v->lot, "station",
 		v->station, "slot", v->slot, "lock_bits",
 		v->has_lock_bits ? json_integer(v->lock_bits) : json_null(),
@@ -347,7 +347,7 @@ static json_t *session_json(kd_daemon_t *d, const ks_reg_session_t *s)
 	return json_pack(
 		"{s:I, s:s, s:s, s:s, s:s, s:i, s:s, s:b, s:s, s:I, s:I, s:o}",
 		"id", (json_int_t)s->id, "serial", s->serial, "state",
-		ks_reg_state_name(s->state), "lot", s->lot, "station",
+		ks_reg_state_name((int)s->state), "lot", s->lot, "station",
 		s->station, "slot", s->slot, "key_origin",
 		ks_reg_key_origin_name(s->key_origin), "reprovision",
 		s->reprovision, "failure_reason", s->failure_reason,

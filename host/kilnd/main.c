@@ -114,7 +114,7 @@ static int run(kd_daemon_t *d, int ready_fd)
 	r = ks_reg_audit_event(d->reg, "kilnd", KS_REG_EV_STATION_STARTED,
 			       NULL);
 	if (r != KS_OK)
-		ks_log_warn("cannot record STATION_STARTED: %s", ks_strerror(r));
+		ks_log_warn("cannot record STATION_STARTED: %s", ks_strerror((int)r));
 	if (kd_slots_start(d) != KS_OK || kd_control_start(d) != KS_OK) {
 		rc = 1;
 		d->stop = 1;
@@ -172,7 +172,7 @@ out:
 	r = ks_reg_audit_event(d->reg, "kilnd", KS_REG_EV_STATION_STOPPED,
 			       NULL);
 	if (r != KS_OK)
-		ks_log_error("cannot record STATION_STOPPED: %s", ks_strerror(r));
+		ks_log_error("cannot record STATION_STOPPED: %s", ks_strerror((int)r));
 	ks_log_info("station %s stopped", d->cfg->station_id);
 	return rc;
 }

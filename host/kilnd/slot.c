@@ -165,7 +165,7 @@ static probe_t probe(const char *port, char uid[65], char *err,
 			 port);
 	} else {
 		snprintf(err, errlen, "%.120s: HELLO failed: %s (%.60s)", port,
-			 ks_strerror(r), ks_agent_last_error(a));
+			 ks_strerror((int)r), ks_agent_last_error(a));
 	}
 out:
 	ks_agent_free(&a);
@@ -199,12 +199,12 @@ static void slot_record(kd_slot_t *s, const ks_session_result_t *res,
 	} else if (res->final == KS_STEP_REFUSED) {
 		s->refused++;
 		snprintf(s->error, sizeof(s->error), "%s",
-			 res->reason[0] ? res->reason : ks_strerror(r));
+			 res->reason[0] ? res->reason : ks_strerror((int)r));
 		set_state(s, KD_SLOT_SKIPPED);
 	} else {
 		s->failed++;
 		snprintf(s->error, sizeof(s->error), "%s",
-			 res->reason[0] ? res->reason : ks_strerror(r));
+			 res->reason[0] ? res->reason : ks_strerror((int)r));
 		set_state(s, KD_SLOT_FAILED);
 	}
 }
@@ -224,7 +224,7 @@ static void log_result(const kd_slot_t *s, const ks_session_result_t *res,
 		ks_log_error("slot %s: board %s FAILED at %s: %s (%s)",
 			     s->cfg->name, res->uid_hex[0] ? res->uid_hex : "?",
 			     ks_step_name(res->final), res->reason,
-			     ks_strerror(r));
+			     ks_strerror((int)r));
 }
 
 /* Batch finished by count (d->lock held); the audit event is written by
@@ -259,7 +259,7 @@ static void audit_batch_stopped(kd_daemon_t *d, const char *actor,
 		r = ks_reg_audit_event(d->reg, actor, KS_REG_EV_BATCH_STOPPED,
 				       details);
 	if (r != KS_OK)
-		ks_log_error("cannot record BATCH_STOPPED: %s", ks_strerror(r));
+		ks_log_error("cannot record BATCH_STOPPED: %s", ks_strerror((int)r));
 	free(details);
 	json_decref(j);
 	ks_log_info("batch %s stopped (%s): %" PRIu64 " done, %" PRIu64
@@ -482,14 +482,14 @@ ks_err_t kd_batch_start(kd_daemon_t *d, const char *lot, const char *profile,
 		r = ks_reg_lot_create(d->reg, lot, profile, lot, quota, actor);
 		if (r != KS_OK) {
 			snprintf(err, errlen, "cannot create lot %s: %s", lot,
-				 ks_strerror(r));
+				 ks_strerror((int)r));
 			return (ks_err_t)r;
 		}
 		ks_log_info("lot %s created (profile %s, quota %" PRId64
 			    ") by %s", lot, profile, quota, actor);
 	} else if (r != KS_OK) {
 		snprintf(err, errlen, "cannot read lot %s: %s", lot,
-			 ks_strerror(r));
+			 ks_strerror((int)r));
 		return (ks_err_t)r;
 	} else {
 		if (strcmp(l.profile, profile) != 0) {
@@ -514,7 +514,7 @@ ks_err_t kd_batch_start(kd_daemon_t *d, const char *lot, const char *profile,
 	free(details);
 	if (r != KS_OK) {
 		snprintf(err, errlen, "cannot record BATCH_STARTED: %s",
-			 ks_strerror(r));
+			 ks_strerror((int)r));
 		return (ks_err_t)r;
 	}
 
@@ -665,7 +665,7 @@ ks_err_t kd_provision(kd_daemon_t *d, const char *slot, const char *port,
 	}
 	if (r != KS_OK)
 		snprintf(err, errlen, "%s",
-			 res->reason[0] ? res->reason : ks_strerror(r));
+			 res->reason[0] ? res->reason : ks_strerror((int)r));
 unlock:
 	pthread_mutex_unlock(&d->lock);
 	return r;

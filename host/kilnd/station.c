@@ -149,7 +149,7 @@ static ks_err_t load_signer(kd_daemon_t *d, char *err, size_t errlen)
 				? "the key does not match the certificate, or the certificate does not verify against the chain"
 			: r == KS_ERR_POLICY
 				? "the certificate is not an EC CA allowed to sign certificates"
-				: ks_strerror(r);
+				: ks_strerror((int)r);
 
 		addf(err, errlen, "%s:%u: [ca] cert = '%s', key = '%s'%s%s: %s",
 		     c->path, c->ca_line, c->ca_cert, c->ca_key,
@@ -158,7 +158,7 @@ static ks_err_t load_signer(kd_daemon_t *d, char *err, size_t errlen)
 	}
 	r = ks_signer_new(&ca, &d->signer);
 	if (r != KS_OK) {
-		addf(err, errlen, "cannot create the signer: %s", ks_strerror(r));
+		addf(err, errlen, "cannot create the signer: %s", ks_strerror((int)r));
 		return r;
 	}
 	for (size_t i = 0; i < c->nprofiles; i++) {
@@ -166,7 +166,7 @@ static ks_err_t load_signer(kd_daemon_t *d, char *err, size_t errlen)
 		if (r != KS_OK) {
 			addf(err, errlen, "%s:%u: [profile %s]: refused by the signer: %s",
 			     c->path, c->profiles[i].line, c->profiles[i].name,
-			     ks_strerror(r));
+			     ks_strerror((int)r));
 			return KS_ERR_CONFIG;
 		}
 	}
@@ -185,10 +185,10 @@ static ks_err_t seed_lots(kd_daemon_t *d)
 		return (ks_err_t)r;
 	for (size_t i = 0; i < n && r == KS_OK; i++) {
 		if (l[i].quota > 0)
-			r = ks_signer_set_lot_quota(d->signer, l[i].name,
+			r = (int)ks_signer_set_lot_quota(d->signer, l[i].name,
 						    (uint64_t)l[i].quota);
 		if (r == KS_OK)
-			r = ks_signer_set_lot_issued(d->signer, l[i].name,
+			r = (int)ks_signer_set_lot_issued(d->signer, l[i].name,
 						     l[i].active + l[i].voided);
 	}
 	free(l);
@@ -254,16 +254,16 @@ ks_err_t kd_station_open(kd_config_t **cfgp, bool check_only, kd_daemon_t **out,
 	rr = ks_reg_open(c->registry, c->station_id, &d->reg);
 	if (rr != KS_OK) {
 		addf(err, errlen, "%s:%u: [station] registry = '%s': cannot open: %s",
-		     c->path, c->registry_line, c->registry, ks_strerror(rr));
+		     c->path, c->registry_line, c->registry, ks_strerror((int)rr));
 		r = (ks_err_t)rr;
 		goto out;
 	}
 	rr = ks_reg_set_station_key(d->reg, d->station_key);
 	ks_reg_set_checkpoint_interval(d->reg, c->checkpoint_interval);
 	if (rr == KS_OK)
-		rr = seed_lots(d);
+		rr = (int)seed_lots(d);
 	if (rr != KS_OK) {
-		addf(err, errlen, "registry %s: %s", c->registry, ks_strerror(rr));
+		addf(err, errlen, "registry %s: %s", c->registry, ks_strerror((int)rr));
 		r = (ks_err_t)rr;
 		goto out;
 	}
@@ -276,7 +276,7 @@ ks_err_t kd_station_open(kd_config_t **cfgp, bool check_only, kd_daemon_t **out,
 	r = ks_engine_new(&ec, &d->engine);
 	if (r != KS_OK) {
 		addf(err, errlen, "cannot create the session engine: %s",
-		     ks_strerror(r));
+		     ks_strerror((int)r));
 		goto out;
 	}
 	r = KS_OK;
