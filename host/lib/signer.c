@@ -484,14 +484,15 @@ static GENERAL_NAMES *build_san(const ks_profile_t *prof,
 {
 	GENERAL_NAMES *gens = GENERAL_NAMES_new();
 	char val[KS_PROFILE_TEMPLATE_MAX * 2];
+	char uid_urn[KS_PROFILE_TEMPLATE_MAX * 2];
 	uint32_t i;
 
 	*rp = KS_ERR_NOMEM;
 	if (gens == NULL)
 		return NULL;
-	snprintf(val, sizeof(val), "%s%s", KS_PROFILE_UID_URN_PREFIX,
+	snprintf(uid_urn, sizeof(uid_urn), "%s%s", KS_PROFILE_UID_URN_PREFIX,
 		 vars->uid_hex);
-	if (!push_gn(gens, GEN_URI, val))
+	if (!push_gn(gens, GEN_URI, uid_urn))
 		goto fail;
 	for (i = 0; i < prof->san_uri_count + prof->san_dns_count; i++) {
 		int dns = i >= prof->san_uri_count;
@@ -506,6 +507,9 @@ static GENERAL_NAMES *build_san(const ks_profile_t *prof,
 			*rp = KS_ERR_POLICY;
 			goto fail;
 		}
+		/* the UID URN is always the first SAN: never twice */
+		if (!dns && strcmp(val, uid_urn) == 0)
+			continue;
 		if (!push_gn(gens, dns ? GEN_DNS : GEN_URI, val))
 			goto fail;
 	}

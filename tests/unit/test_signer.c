@@ -123,6 +123,8 @@ static int setup(void **state)
 	set(&p, "extended_key_usage", "clientAuth,serverAuth");
 	set(&p, "san_dns", "${serial}.gw.example.com");
 	set(&p, "san_uri", "https://example.com/devices/${uid}");
+	/* the UID URN is always added by the signer: it must not appear twice */
+	set(&p, "san_uri", "urn:kiln:uid:${uid}");
 	if (ks_signer_add_profile(signer, &p) != KS_OK)
 		return -1;
 
