@@ -1,0 +1,127 @@
+/*
+ * nRF52840 register definitions used by the kiln agent port, written from
+ * the nRF52840 Product Specification v1.x (sections named below: "PS
+ * <chapter>") and the Cortex-M4 generic user guide; only what the port
+ * touches. Registers are accessed through volatile lvalues.
+ */
+#ifndef KILN_DEVICE_PORTS_NRF52840_NRF52840_REGS_H
+#define KILN_DEVICE_PORTS_NRF52840_NRF52840_REGS_H
+
+#include <stdint.h>
+
+#define N52_REG(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
+
+/* ---- memory (PS "Memory"): 1 MiB flash in 4 KiB pages, 256 KiB RAM ---- */
+#define N52_FLASH_PAGE 0x1000u
+#define N52_RAM_BASE 0x20000000u
+#define N52_RAM_SIZE 0x40000u
+
+/* ---- Cortex-M4 system control (ARM DUI 0553A, 4.3-4.6) ---- */
+#define N52_SCB_CPACR N52_REG(0xE000ED88u)
+#define N52_CPACR_CP10_CP11_FULL (0xFu << 20)
+#define N52_SCB_AIRCR N52_REG(0xE000ED0Cu)
+#define N52_AIRCR_SYSRESETREQ (0x05FA0000u | (1u << 2))
+#define N52_SYST_CSR N52_REG(0xE000E010u)
+#define N52_SYST_RVR N52_REG(0xE000E014u)
+#define N52_SYST_CVR N52_REG(0xE000E018u)
+#define N52_SYST_CSR_ENABLE (1u << 0)
+#define N52_SYST_CSR_TICKINT (1u << 1)
+#define N52_SYST_CSR_CLKSOURCE (1u << 2)
+#define N52_NVIC_ISER0 N52_REG(0xE000E100u)
+#define N52_NVIC_IPR8(irq) (*(volatile uint8_t *)(uintptr_t)(0xE000E400u + (irq)))
+
+/* ---- FICR (PS "FICR"), UICR (PS "UICR") ---- */
+#define N52_FICR_DEVICEID(n) N52_REG(0x10000060u + 4u * (n))
+#define N52_FICR_INFO_VARIANT N52_REG(0x10000104u) /* e.g. "AAF0" */
+#define N52_UICR_BASE 0x10001000u
+#define N52_UICR_CUSTOMER(n) (N52_UICR_BASE + 0x080u + 4u * (n)) /* n < 32 */
+#define N52_UICR_APPROTECT (N52_UICR_BASE + 0x208u)
+/* UICR.APPROTECT.PALL: 0xFF disabled (before build code Fxx: also the
+ * erased value), 0x00 enabled, 0x5A HwDisabled (build code Fxx and later:
+ * debug stays open only with HwDisabled AND APPROTECT.DISABLE = SwDisable) */
+#define N52_APPROTECT_PALL_MASK 0xFFu
+#define N52_APPROTECT_PALL_ENABLED 0x00u
+#define N52_APPROTECT_PALL_HWDISABLED 0x5Au
+
+/* ---- APPROTECT (PS "DIF", build code Fxx and later) ---- */
+#define N52_APPROTECT_FORCEPROTECT N52_REG(0x40000550u) /* 0 = force */
+#define N52_APPROTECT_DISABLE N52_REG(0x40000558u)      /* 0x5A = SwDisable */
+#define N52_APPROTECT_SWDISABLE 0x5Au
+
+/* ---- CLOCK (PS "CLOCK") ---- */
+#define N52_CLOCK_TASKS_HFCLKSTART N52_REG(0x40000000u)
+#define N52_CLOCK_EVENTS_HFCLKSTARTED N52_REG(0x40000100u)
+
+/* ---- GPIO P0 (PS "GPIO") ---- */
+#define N52_P0_BASE 0x50000000u
+#define N52_P0_OUTSET N52_REG(N52_P0_BASE + 0x508u)
+#define N52_P0_PIN_CNF(n) N52_REG(N52_P0_BASE + 0x700u + 4u * (n))
+#define N52_PIN_CNF_DIR_OUT (1u << 0)
+#define N52_PIN_CNF_INPUT_DISCONNECT (1u << 1)
+#define N52_PIN_CNF_PULLUP (3u << 2)
+
+/* ---- UARTE0 (PS "UARTE") ---- */
+#define N52_UARTE0_BASE 0x40002000u
+#define N52_UARTE0(off) N52_REG(N52_UARTE0_BASE + (off))
+#define N52_UARTE_TASKS_STARTRX N52_UARTE0(0x000u)
+#define N52_UARTE_TASKS_STOPRX N52_UARTE0(0x004u)
+#define N52_UARTE_TASKS_STARTTX N52_UARTE0(0x008u)
+#define N52_UARTE_TASKS_STOPTX N52_UARTE0(0x00Cu)
+#define N52_UARTE_EVENTS_ENDRX N52_UARTE0(0x110u)
+#define N52_UARTE_EVENTS_ENDTX N52_UARTE0(0x120u)
+#define N52_UARTE_EVENTS_ERROR N52_UARTE0(0x124u)
+#define N52_UARTE_EVENTS_RXTO N52_UARTE0(0x144u)
+#define N52_UARTE_EVENTS_RXSTARTED N52_UARTE0(0x14Cu)
+#define N52_UARTE_EVENTS_TXSTARTED N52_UARTE0(0x150u)
+#define N52_UARTE_SHORTS N52_UARTE0(0x200u)
+#define N52_UARTE_INTENSET N52_UARTE0(0x304u)
+#define N52_UARTE_INTENCLR N52_UARTE0(0x308u)
+#define N52_UARTE_ERRORSRC N52_UARTE0(0x480u)
+#define N52_UARTE_ENABLE N52_UARTE0(0x500u)
+#define N52_UARTE_PSEL_RTS N52_UARTE0(0x508u)
+#define N52_UARTE_PSEL_TXD N52_UARTE0(0x50Cu)
+#define N52_UARTE_PSEL_CTS N52_UARTE0(0x510u)
+#define N52_UARTE_PSEL_RXD N52_UARTE0(0x514u)
+#define N52_UARTE_BAUDRATE N52_UARTE0(0x524u)
+#define N52_UARTE_RXD_PTR N52_UARTE0(0x534u)
+#define N52_UARTE_RXD_MAXCNT N52_UARTE0(0x538u)
+#define N52_UARTE_RXD_AMOUNT N52_UARTE0(0x53Cu)
+#define N52_UARTE_TXD_PTR N52_UARTE0(0x544u)
+#define N52_UARTE_TXD_MAXCNT N52_UARTE0(0x548u)
+#define N52_UARTE_TXD_AMOUNT N52_UARTE0(0x54Cu)
+#define N52_UARTE_CONFIG N52_UARTE0(0x56Cu)
+#define N52_UARTE_SHORTS_ENDRX_STARTRX (1u << 5)
+#define N52_UARTE_INT_ENDRX (1u << 4)
+#define N52_UARTE_INT_ERROR (1u << 9)
+#define N52_UARTE_INT_RXSTARTED (1u << 19)
+#define N52_UARTE_ENABLE_ON 8u
+#define N52_UARTE_PSEL_DISCONNECTED 0xFFFFFFFFu
+#define N52_UARTE_BAUD_115200 0x01D7E000u
+#define N52_UARTE0_IRQ 2u /* UARTE0_UART0 */
+#define N52_UARTE_TXD_MAXCNT_MAX 0xFFFFu
+
+/* ---- NVMC (PS "NVMC") and ACL (PS "ACL"), same base ---- */
+#define N52_NVMC_BASE 0x4001E000u
+#define N52_NVMC_READY N52_REG(N52_NVMC_BASE + 0x400u)
+#define N52_NVMC_CONFIG N52_REG(N52_NVMC_BASE + 0x504u)
+#define N52_NVMC_ERASEPAGE N52_REG(N52_NVMC_BASE + 0x508u)
+#define N52_NVMC_CONFIG_REN 0u
+#define N52_NVMC_CONFIG_WEN 1u
+#define N52_NVMC_CONFIG_EEN 2u
+#define N52_ACL_ADDR(n) N52_REG(N52_NVMC_BASE + 0x800u + 0x10u * (n))
+#define N52_ACL_SIZE(n) N52_REG(N52_NVMC_BASE + 0x804u + 0x10u * (n))
+#define N52_ACL_PERM(n) N52_REG(N52_NVMC_BASE + 0x808u + 0x10u * (n))
+#define N52_ACL_REGIONS 8u
+#define N52_ACL_PERM_WRITE_DISABLE (1u << 1)
+#define N52_ACL_PERM_READ_DISABLE (1u << 2)
+
+/* ---- RNG (PS "RNG") ---- */
+#define N52_RNG_BASE 0x4000D000u
+#define N52_RNG_TASKS_START N52_REG(N52_RNG_BASE + 0x000u)
+#define N52_RNG_TASKS_STOP N52_REG(N52_RNG_BASE + 0x004u)
+#define N52_RNG_EVENTS_VALRDY N52_REG(N52_RNG_BASE + 0x100u)
+#define N52_RNG_CONFIG N52_REG(N52_RNG_BASE + 0x504u)
+#define N52_RNG_VALUE N52_REG(N52_RNG_BASE + 0x508u)
+#define N52_RNG_CONFIG_DERCEN (1u << 0)
+
+#endif
