@@ -47,8 +47,10 @@ void st32_clock_init(void)
 	while ((ST32_RCC_CR & ST32_RCC_CR_PLLRDY) == 0)
 		;
 
-	ST32_RCC_CFGR = ST32_CFGR_PPRE1_DIV4 | ST32_CFGR_PPRE2_DIV2 |
-			ST32_CFGR_SW_PLL;
+	/* Bus prescalers first, so APB1 (max 42 MHz) and APB2 (max 84 MHz)
+	 * are never over their limits, then switch SYSCLK to the PLL. */
+	ST32_RCC_CFGR = ST32_CFGR_PPRE1_DIV4 | ST32_CFGR_PPRE2_DIV2;
+	ST32_RCC_CFGR |= ST32_CFGR_SW_PLL;
 	while ((ST32_RCC_CFGR & ST32_CFGR_SWS_MASK) != ST32_CFGR_SWS_PLL)
 		;
 
