@@ -451,7 +451,7 @@ static const struct {
 	{"shutdown", cmd_shutdown},
 };
 
-static json_t *dispatch(kd_daemon_t *d, const char *line, const char *actor)
+json_t *kd_control_dispatch(kd_daemon_t *d, const char *line, const char *actor)
 {
 	json_error_t jerr;
 	json_t *req, *rsp = NULL;
@@ -537,7 +537,7 @@ static void *conn_main(void *arg)
 			int wr = -1;
 
 			*nl = '\0';
-			rsp = dispatch(c->d, buf, c->actor);
+			rsp = kd_control_dispatch(c->d, buf, c->actor);
 			out = json_dumps(rsp, JSON_COMPACT);
 			json_decref(rsp);
 			if (out != NULL) {

@@ -135,6 +135,17 @@ ks_err_t kd_control_start(kd_daemon_t *d) __attribute__((warn_unused_result));
 /** Stop serving, wait for in-progress requests, remove the socket. */
 void kd_control_stop(kd_daemon_t *d);
 
+struct json_t;
+
+/**
+ * Parse and execute one request line (a JSON object, no newline) for
+ * actor; returns the reply object ({"ok": ...}), never NULL unless out of
+ * memory; the caller json_decref()s it. Separate from the socket so it
+ * can be fuzzed (tests/fuzz/fuzz_control.c).
+ */
+struct json_t *kd_control_dispatch(kd_daemon_t *d, const char *line,
+				   const char *actor);
+
 /** Ask the main loop to shut down (control "shutdown", signals). */
 void kd_request_shutdown(void);
 
