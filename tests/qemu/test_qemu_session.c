@@ -10,8 +10,8 @@
  *     GENKEY without a seed is refused (KP_ST_NO_ENTROPY);
  *  2. (on the KEYED board of step 3) UART timing: NX exchanges (STATUS, HELLO and a 960-byte PUT_OBJECT
  *     request) timed one by one; those over 100 ms are counted (the QEMU
- *     receive stall the 1 kHz SysTick is there to avoid) and must stay
- *     rare;
+ *     receive stall the 1 kHz SysTick is there to avoid); none may
+ *     take a second, at most 5% over 100 ms;
  *  3. a power cut (SIGKILL) right after GENKEY: the board comes back
  *     KEYED with the same key and the session completes;
  *  4. another power cut after LOCK: the board comes back LOCKED, its
@@ -36,6 +36,7 @@
 
 #define NX_ROUNDS 200 /* x 3 exchanges */
 #define SLOW_MS 100.0
+#define STALL_MS 1000.0
 #define FLASH_TARGET (48u * 1024u)
 #define RAM_TARGET (12u * 1024u)
 
@@ -93,7 +94,7 @@ static void uart_timing(ks_agent_t *a)
 	ks_agent_hello_t h;
 	ks_agent_stats_t st;
 	int slow = 0, bad = 0;
-	double total;
+	double total, worst = 0;
 
 	memset(meta, 'm', sizeof(meta));
 	total = kq_now_ms();
@@ -112,6 +113,8 @@ static void uart_timing(ks_agent_t *a)
 							   sizeof(meta), NULL,
 							   NULL);
 			t[k][i] = kq_now_ms() - t0;
+			if (t[k][i] > worst)
+				worst = t[k][i];
 			if (t[k][i] > SLOW_MS) {
 				slow++;
 				printf("# slow exchange: round %d %s %.1f ms\n",
@@ -126,15 +129,18 @@ static void uart_timing(ks_agent_t *a)
 	total = kq_now_ms() - total;
 	ks_agent_get_stats(a, &st);
 	printf("# UART: %d exchanges in %.0f ms; %d slower than %.0f ms "
-	       "(stalls); %llu retransmits\n",
+	       "; %llu retransmits\n",
 	       3 * NX_ROUNDS, total, slow, SLOW_MS,
 	       (unsigned long long)st.retransmits);
 	for (int k = 0; k < 3; k++)
 		print_dist(names[k], t[k], NX_ROUNDS);
 	it_check(&env, bad == 0, "every timed exchange answered");
-	/* the stall the SysTick avoids: at most a rare one, never a pattern */
-	it_check(&env, slow <= 3 * NX_ROUNDS / 100,
-		 "at most 1% of exchanges over 100 ms");
+	/* the stall the SysTick avoids is a second or more; a 960-byte
+	 * request takes ~40-60 ms (one QEMU main-loop round trip per byte),
+	 * its tail reaches 100 ms on a busy host */
+	it_check(&env, worst < STALL_MS, "no exchange stalls for 1 s");
+	it_check(&env, slow <= 3 * NX_ROUNDS * 5 / 100,
+		 "at most 5% of exchanges over 100 ms");
 }
 
 static void print_size(void)
