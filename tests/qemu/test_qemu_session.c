@@ -122,7 +122,7 @@ static void uart_timing(ks_agent_t *a)
 			}
 			if (r[k] != KS_OK && bad++ < 5)
 				printf("# round %d %s: %s (%s)\n", i, names[k],
-				       ks_strerror(r[k]),
+				       ks_strerror((int)r[k]),
 				       ks_agent_last_error(a));
 		}
 	}
