@@ -30,7 +30,10 @@
 	X(KP_ERR_TLV_VALUE, 15, "TLV value has a bad size or content")     \
 	X(KP_ERR_EMPTY, 16, "empty frame")                                 \
 	X(KP_ERR_BLOB, 17, "malformed identity blob")                     \
-	X(KP_ERR_TLV_ORDER, 18, "TLV fields out of ascending tag order")
+	X(KP_ERR_TLV_ORDER, 18, "TLV fields out of ascending tag order")   \
+	X(KP_ERR_SEAL_AUTH, 19, "sealed payload failed authentication")   \
+	X(KP_ERR_SEAL_REPLAY, 20, "sealed payload replayed")              \
+	X(KP_ERR_SEAL_ORDER, 21, "sealed payload out of order")
 
 typedef enum {
 #define KP_X_ENUM(name, val, str) name = val,
@@ -56,7 +59,12 @@ typedef enum {
 	X(KP_ST_BAD_OBJECT, 11, "object id, offset or size invalid")       \
 	X(KP_ST_BAD_DIGEST, 12, "identity digest does not match")          \
 	X(KP_ST_NO_KEY, 13, "no key provisioned")                          \
-	X(KP_ST_INTERNAL, 14, "internal agent error")
+	X(KP_ST_INTERNAL, 14, "internal agent error")                     \
+	X(KP_ST_NOT_SEALED, 15, "secret refused outside the sealed channel") \
+	X(KP_ST_NO_CHANNEL, 16, "no sealed channel is open")              \
+	X(KP_ST_SEAL_AUTH, 17, "sealed message failed authentication")    \
+	X(KP_ST_SEAL_REPLAY, 18, "sealed message replayed")               \
+	X(KP_ST_SEAL_ORDER, 19, "sealed message out of order")
 
 typedef enum {
 #define KP_X_ENUM(name, val, str) name = val,

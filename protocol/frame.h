@@ -38,9 +38,9 @@
 
 /** Set on every message sent by the agent. */
 #define KP_FLAG_RESPONSE 0x01u
-/** Payload is sealed by the session channel (reserved, not yet used). */
+/** Payload is sealed by the channel SECURE_OPEN set up (protocol/seal.h). */
 #define KP_FLAG_SEALED 0x02u
-#define KP_FLAGS_KNOWN (KP_FLAG_RESPONSE)
+#define KP_FLAGS_KNOWN (KP_FLAG_RESPONSE | KP_FLAG_SEALED)
 
 typedef struct {
 	uint8_t version;

@@ -34,6 +34,8 @@
 	M(READBACK, readback, 0x06, "read back the committed identity blob")    \
 	M(CHALLENGE, challenge, 0x07, "sign a nonce with the stored key")       \
 	M(LOCK, lock, 0x08, "lock OTP, flash and debug; report the lock state") \
+	M(SECURE_OPEN, secure_open, 0x09,                                       \
+	  "open the sealed channel (ephemeral ECDH P-256)")                    \
 	M(ERROR, error, 0x7F, "agent's answer when a request fails")
 
 /* Field lists. F(T, tag, name, kind, min, max, presence); T is the
@@ -113,6 +115,15 @@
 	F(T, 0x01, lock, U8, 0, 7, REQ)                 \
 	F(T, 0x02, state, U8, 0, 3, REQ)
 
+#define KP_FIELDS_SECURE_OPEN_REQ(F, T)                 \
+	F(T, 0x01, host_pub, BYTES, 65, 65, REQ)        \
+	F(T, 0x02, host_nonce, BYTES, 32, 32, REQ)
+
+#define KP_FIELDS_SECURE_OPEN_RSP(F, T)                 \
+	F(T, 0x01, agent_pub, BYTES, 65, 65, REQ)       \
+	F(T, 0x02, agent_nonce, BYTES, 32, 32, REQ)     \
+	F(T, 0x03, id_sig, BYTES, 8, 72, OPT)
+
 #define KP_FIELDS_ERROR_REQ(F, T)
 
 #define KP_FIELDS_ERROR_RSP(F, T)                       \
@@ -179,6 +190,8 @@ typedef enum {
 #define KP_CAP_DEVKEY 0x02u  /* agent generates keys (GENKEY) */
 #define KP_CAP_HOSTKEY 0x04u /* agent accepts host keys (PUT_OBJECT 0x10) */
 #define KP_CAP_SECBOOT 0x08u /* agent has a secure-boot key-hash slot */
+#define KP_CAP_SECURE 0x10u  /* agent opens the sealed channel (SECURE_OPEN)
+				and refuses secrets outside it */
 
 /* GENKEY flags. */
 #define KP_GENKEY_NEW 0x01u /* use a fresh key slot even if already keyed */

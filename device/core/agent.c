@@ -142,6 +142,13 @@ static bool has_identity(const ka_agent_t *a)
 		}                                                       \
 	} while (0)
 
+/* The channel needs a secret the agent can draw its ephemeral key from:
+ * the TRNG, or the key already stored in OTP. */
+static bool can_secure(const ka_agent_t *a)
+{
+	return ka_hal_rng_available() || a->pubkey_ok;
+}
+
 static kp_status_t encoded(kp_err_t e)
 {
 	return e == KP_OK ? KP_ST_OK : KP_ST_INTERNAL;
@@ -157,8 +164,10 @@ static kp_status_t h_hello(ka_agent_t *a, const uint8_t *p, size_t n,
 
 	if (kp_hello_req_decode(&req, p, n) != KP_OK)
 		return KP_ST_BAD_MESSAGE;
-	/* a new session: anything staged belongs to the previous one */
+	/* a new session: anything staged belongs to the previous one, and
+	 * so does the channel */
 	ka_stage_reset(&a->stage);
+	ka_channel_close(&a->chan);
 	memset(&rsp, 0, sizeof(rsp));
 	rsp.proto = KP_PROTO_VERSION;
 	rsp.agent_version = KA_AGENT_VERSION;
@@ -166,6 +175,8 @@ static kp_status_t h_hello(ka_agent_t *a, const uint8_t *p, size_t n,
 	rsp.caps = KP_CAP_DEVKEY | KP_CAP_HOSTKEY;
 	if (ka_hal_rng_available())
 		rsp.caps |= KP_CAP_TRNG;
+	if (can_secure(a))
+		rsp.caps |= KP_CAP_SECURE;
 	rsp.uid = a->uid;
 	rsp.uid_len = a->uid_len;
 	if (blen == 0) {
@@ -245,6 +256,10 @@ static kp_status_t h_genkey(ka_agent_t *a, const uint8_t *p, size_t n,
 		return KP_ST_BAD_MESSAGE;
 	if (is_final(a))
 		return KP_ST_LOCKED;
+	if (KP_HAS(&req, 0x01) && !a->req_sealed && can_secure(a)) {
+		a->detail = "seed must be sent sealed";
+		return KP_ST_NOT_SEALED;
+	}
 	fresh = st == KP_STATE_BLANK ||
 		(KP_HAS(&req, 0x02) && (req.flags & KP_GENKEY_NEW) != 0);
 	if (st == KP_STATE_COMMITTED && !fresh) {
@@ -353,6 +368,10 @@ static kp_status_t h_put_object(ka_agent_t *a, const uint8_t *p, size_t n,
 		return KP_ST_BAD_MESSAGE;
 	if (is_final(a))
 		return KP_ST_LOCKED;
+	if (req.obj == KP_OBJ_HOSTKEY && !a->req_sealed && can_secure(a)) {
+		a->detail = "host key must be sent sealed";
+		return KP_ST_NOT_SEALED;
+	}
 	if (req.obj != KP_OBJ_HOSTKEY && st == KP_STATE_BLANK) {
 		a->detail = "no key: GENKEY or HOSTKEY first";
 		return KP_ST_BAD_STATE;
@@ -562,6 +581,75 @@ static kp_status_t h_lock(ka_agent_t *a, const uint8_t *p, size_t n,
 					  rsp_len));
 }
 
+static kp_status_t h_secure_open(ka_agent_t *a, const uint8_t *p, size_t n,
+				 size_t *rsp_len)
+{
+	kp_secure_open_req_t req;
+	kp_secure_open_rsp_t rsp;
+	ka_crypto_env_t env;
+	uint8_t d[KA_SCALAR_LEN], pub[KP_SECURE_PUB_LEN];
+	uint8_t nonce[KP_SECURE_NONCE_LEN], th[32], hash[32], sig[80];
+	uint8_t msg[KP_SECURE_SIG_DOMAIN_LEN + 32];
+	size_t slen = 0;
+	bool have_key = false;
+	kp_status_t r;
+
+	memset(d, 0, sizeof(d));
+	ka_channel_close(&a->chan);
+	if (kp_secure_open_req_decode(&req, p, n) != KP_OK)
+		return KP_ST_BAD_MESSAGE;
+	if (a->req_sealed) {
+		a->detail = "SECURE_OPEN is never sealed";
+		return KP_ST_BAD_MESSAGE;
+	}
+	if (a->pubkey_ok && a->store.key_slot >= 0) {
+		r = ka_record_key_load(&a->store, (uint8_t)a->store.key_slot, d);
+		if (r != KP_ST_OK)
+			goto out;
+		have_key = true;
+	}
+	if (!can_secure(a)) {
+		a->detail = "no TRNG and no stored key to draw from";
+		r = KP_ST_NO_ENTROPY;
+		goto out;
+	}
+	env_init(a, &env, req.host_nonce, req.host_nonce_len);
+	r = ka_channel_open(&a->chan, &env, have_key ? d : NULL, a->uid,
+			    a->uid_len, req.host_pub, req.host_nonce, pub, nonce,
+			    th);
+	if (r != KP_ST_OK)
+		goto out;
+	memset(&rsp, 0, sizeof(rsp));
+	/* a provisioned, intact key proves which board answers */
+	if (have_key && a->integrity == KP_ST_OK) {
+		kp_secure_sig_message(th, msg);
+		r = ka_crypto_sha256(msg, sizeof(msg), hash);
+		if (r == KP_ST_OK) {
+			env_init(a, &env, NULL, 0);
+			r = ka_crypto_sign(&env, d, hash, sig, sizeof(sig),
+					   &slen);
+		}
+		if (r != KP_ST_OK)
+			goto out;
+		rsp.has |= KP_BIT(0x03);
+		rsp.id_sig = sig;
+		rsp.id_sig_len = (uint16_t)slen;
+	}
+	mbedtls_platform_zeroize(d, sizeof(d));
+	rsp.agent_pub = pub;
+	rsp.agent_pub_len = KP_SECURE_PUB_LEN;
+	rsp.agent_nonce = nonce;
+	rsp.agent_nonce_len = KP_SECURE_NONCE_LEN;
+	r = encoded(kp_secure_open_rsp_encode(&rsp, a->work, KP_MAX_PAYLOAD,
+					      rsp_len));
+out:
+	if (r != KP_ST_OK)
+		ka_channel_close(&a->chan);
+	mbedtls_platform_zeroize(d, sizeof(d));
+	mbedtls_platform_zeroize(th, sizeof(th));
+	return r;
+}
+
 static handler_fn handler_for(uint8_t type)
 {
 	switch (type) {
@@ -581,19 +669,21 @@ static handler_fn handler_for(uint8_t type)
 		return h_challenge;
 	case KP_MSG_LOCK:
 		return h_lock;
+	case KP_MSG_SECURE_OPEN:
+		return h_secure_open;
 	default:
 		return NULL;
 	}
 }
 
-static void send_response(ka_agent_t *a, uint8_t type, uint16_t seq,
-			  size_t len)
+static void send_response(ka_agent_t *a, uint8_t type, uint8_t flags,
+			  uint16_t seq, size_t len)
 {
 	kp_hdr_t h;
 
 	memset(&h, 0, sizeof(h));
 	h.type = type;
-	h.flags = KP_FLAG_RESPONSE;
+	h.flags = (uint8_t)(KP_FLAG_RESPONSE | flags);
 	h.seq = seq;
 	h.len = (uint16_t)len;
 	a->tx_len = 0;
@@ -626,7 +716,9 @@ static void handle_frame(ka_agent_t *a, const kp_hdr_t *h, const uint8_t *p)
 {
 	handler_fn fn;
 	uint8_t hash[32];
-	size_t len = 0;
+	uint8_t *plain;
+	size_t len = 0, plain_len = 0;
+	uint32_t ctr = 0;
 	kp_status_t st;
 
 	if ((h->flags & KP_FLAG_RESPONSE) != 0)
@@ -650,15 +742,42 @@ static void handle_frame(ka_agent_t *a, const kp_hdr_t *h, const uint8_t *p)
 	memcpy(a->last_hash, hash, sizeof(hash));
 
 	a->detail = NULL;
+	a->req_sealed = (h->flags & KP_FLAG_SEALED) != 0;
 	fn = handler_for(h->type);
-	st = fn != NULL ? fn(a, p, h->len, &len) : KP_ST_UNSUPPORTED;
-	if (st == KP_ST_OK) {
-		send_response(a, h->type, h->seq, len);
-	} else if (encode_error(a, h->type, st, &len) == KP_ST_OK) {
-		send_response(a, KP_MSG_ERROR, h->seq, len);
+	if (fn == NULL) {
+		st = KP_ST_UNSUPPORTED;
+	} else if (a->req_sealed && (h->type == KP_MSG_HELLO ||
+				     h->type == KP_MSG_SECURE_OPEN)) {
+		a->detail = "HELLO and SECURE_OPEN are never sealed";
+		st = KP_ST_BAD_MESSAGE;
+	} else if (a->req_sealed) {
+		/* the payload lies in our own receive buffer: open it in
+		 * place (it is wiped below) */
+		plain = a->rx.buf + (size_t)(p - a->rx.buf);
+		st = ka_channel_unseal(&a->chan, h, plain, &plain_len, &ctr);
+		if (st == KP_ST_OK)
+			st = fn(a, plain + KP_SEAL_CTR_LEN, plain_len, &len);
+	} else {
+		st = fn(a, p, h->len, &len);
 	}
-	/* nothing in the work area outlives the request */
+	if (st == KP_ST_OK && a->req_sealed) {
+		kp_hdr_t rh = {.type = h->type,
+			       .flags = KP_FLAG_RESPONSE | KP_FLAG_SEALED,
+			       .seq = h->seq};
+
+		st = ka_channel_seal(&a->chan, &rh, ctr, a->work, len, &len);
+	}
+	if (st == KP_ST_OK) {
+		send_response(a, h->type, a->req_sealed ? KP_FLAG_SEALED : 0,
+			      h->seq, len);
+	} else if (encode_error(a, h->type, st, &len) == KP_ST_OK) {
+		/* ERROR is never sealed: it carries no secret */
+		send_response(a, KP_MSG_ERROR, 0, h->seq, len);
+	}
+	/* nothing in the work area, nor a sealed request's plain text,
+	 * outlives the request */
 	mbedtls_platform_zeroize(a->work, sizeof(a->work));
+	mbedtls_platform_zeroize(a->rx.buf + (size_t)(p - a->rx.buf), h->len);
 	if (a->trace != NULL)
 		a->trace(a->trace_ctx, KA_TRACE_REQUEST, h->type, h->seq,
 			 (uint16_t)st);

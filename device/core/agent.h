@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "device/core/channel.h"
 #include "device/core/crypto.h"
 #include "device/core/record.h"
 #include "device/core/stage.h"
@@ -70,6 +71,9 @@ typedef struct {
 	uint8_t uid[32];
 	uint8_t uid_len;
 	const char *detail; /* ERROR detail of the current request */
+
+	ka_channel_t chan;  /* the sealed channel, if SECURE_OPEN ran */
+	bool req_sealed;    /* the current request arrived sealed */
 
 	ka_stage_t stage;
 	_Alignas(8) uint8_t work[KA_WORK_SIZE];

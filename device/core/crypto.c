@@ -1,7 +1,11 @@
 #include <string.h>
 
 #include "mbedtls/ctr_drbg.h"
+#include "mbedtls/ecdh.h"
 #include "mbedtls/ecdsa.h"
+#include "mbedtls/gcm.h"
+#include "mbedtls/hkdf.h"
+#include "mbedtls/md.h"
 #include "mbedtls/ecp.h"
 #include "mbedtls/memory_buffer_alloc.h"
 #include "mbedtls/pk.h"
@@ -330,4 +334,116 @@ out:
 kp_status_t ka_crypto_sha256(const uint8_t *data, size_t n, uint8_t out[32])
 {
 	return mbedtls_sha256(data, n, out, 0) == 0 ? KP_ST_OK : KP_ST_CRYPTO;
+}
+
+kp_status_t ka_crypto_ecdh(const ka_crypto_env_t *env, const uint8_t *key,
+			   const uint8_t peer[KA_PUBKEY_LEN],
+			   uint8_t pub[KA_PUBKEY_LEN], uint8_t nonce[32],
+			   uint8_t z[32])
+{
+	mbedtls_ecp_group grp;
+	mbedtls_ecp_point q, qp;
+	mbedtls_mpi d, zx;
+	session_t s;
+	size_t olen = 0;
+	kp_status_t r;
+
+	/* public inputs only: an eavesdropper could redo the derivation */
+	if (!env->trng && key == NULL)
+		return KP_ST_NO_ENTROPY;
+	mbedtls_ecp_group_init(&grp);
+	mbedtls_ecp_point_init(&q);
+	mbedtls_ecp_point_init(&qp);
+	mbedtls_mpi_init(&d);
+	mbedtls_mpi_init(&zx);
+	r = session_begin(&s, env, key);
+	if (r != KP_ST_OK)
+		goto out;
+	r = KP_ST_CRYPTO;
+	if (mbedtls_ecp_group_load(&grp, MBEDTLS_ECP_DP_SECP256R1) != 0)
+		goto out;
+	if (mbedtls_ecp_point_read_binary(&grp, &qp, peer, KA_PUBKEY_LEN) !=
+		    0 ||
+	    mbedtls_ecp_check_pubkey(&grp, &qp) != 0) {
+		r = KP_ST_BAD_MESSAGE;
+		goto out;
+	}
+	if (mbedtls_ecdh_gen_public(&grp, &d, &q, mbedtls_ctr_drbg_random,
+				    &s.drbg) != 0 ||
+	    mbedtls_ecp_point_write_binary(&grp, &q,
+					   MBEDTLS_ECP_PF_UNCOMPRESSED, &olen,
+					   pub, KA_PUBKEY_LEN) != 0 ||
+	    olen != KA_PUBKEY_LEN)
+		goto out;
+	if (mbedtls_ecdh_compute_shared(&grp, &zx, &qp, &d,
+					mbedtls_ctr_drbg_random,
+					&s.drbg) != 0 ||
+	    mbedtls_mpi_write_binary(&zx, z, 32) != 0)
+		goto out;
+	if (mbedtls_ctr_drbg_random(&s.drbg, nonce, 32) != 0)
+		goto out;
+	r = KP_ST_OK;
+out:
+	mbedtls_mpi_free(&zx); /* mbedtls_mpi_free zeroizes the limbs */
+	mbedtls_mpi_free(&d);
+	mbedtls_ecp_point_free(&qp);
+	mbedtls_ecp_point_free(&q);
+	mbedtls_ecp_group_free(&grp);
+	session_end(&s, env);
+	return r;
+}
+
+kp_status_t ka_crypto_hkdf(const ka_crypto_env_t *env, const uint8_t salt[32],
+			   const uint8_t ikm[32], const uint8_t *info,
+			   size_t info_len, uint8_t *okm, size_t okm_len)
+{
+	int e;
+
+	/* the HMAC contexts are allocated: install the heap for the call */
+	mbedtls_memory_buffer_alloc_init(env->heap, env->heap_len);
+	e = mbedtls_hkdf(mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), salt,
+			 32, ikm, 32, info, info_len, okm, okm_len);
+	mbedtls_memory_buffer_alloc_free();
+	mbedtls_platform_zeroize(env->heap, env->heap_len);
+	return e == 0 ? KP_ST_OK : KP_ST_CRYPTO;
+}
+
+kp_status_t ka_crypto_gcm_seal(const uint8_t key[32], const uint8_t nonce[12],
+			       const uint8_t *aad, size_t aad_len,
+			       uint8_t *buf, size_t n, uint8_t tag[16])
+{
+	mbedtls_gcm_context g;
+	kp_status_t r = KP_ST_CRYPTO;
+
+	mbedtls_gcm_init(&g);
+	if (mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256) == 0 &&
+	    mbedtls_gcm_crypt_and_tag(&g, MBEDTLS_GCM_ENCRYPT, n, nonce, 12,
+				      aad, aad_len, buf, buf, 16, tag) == 0)
+		r = KP_ST_OK;
+	mbedtls_gcm_free(&g); /* zeroizes the key schedule */
+	return r;
+}
+
+kp_status_t ka_crypto_gcm_open(const uint8_t key[32], const uint8_t nonce[12],
+			       const uint8_t *aad, size_t aad_len,
+			       uint8_t *buf, size_t n, const uint8_t tag[16])
+{
+	mbedtls_gcm_context g;
+	kp_status_t r = KP_ST_CRYPTO;
+	int e;
+
+	mbedtls_gcm_init(&g);
+	if (mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256) != 0)
+		goto out;
+	e = mbedtls_gcm_auth_decrypt(&g, n, nonce, 12, aad, aad_len, tag, 16,
+				     buf, buf);
+	if (e == MBEDTLS_ERR_GCM_AUTH_FAILED) {
+		mbedtls_platform_zeroize(buf, n);
+		r = KP_ST_SEAL_AUTH;
+	} else if (e == 0) {
+		r = KP_ST_OK;
+	}
+out:
+	mbedtls_gcm_free(&g);
+	return r;
 }

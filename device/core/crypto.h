@@ -72,6 +72,41 @@ kp_status_t ka_crypto_sign(const ka_crypto_env_t *env, const uint8_t d[32],
 			   const uint8_t hash[32], uint8_t *sig, size_t cap,
 			   size_t *sig_len) __attribute__((warn_unused_result));
 
+/**
+ * Sealed channel, agent side of SECURE_OPEN: check the host's ephemeral
+ * point peer (KP_ST_BAD_MESSAGE if it is not on P-256), generate an
+ * ephemeral key pair (its point to pub) and a 32-byte nonce, and compute
+ * the ECDH shared secret z (x-coordinate, 32 bytes). The ephemeral scalar
+ * never leaves this call. Randomness: the TRNG; without one, a DRBG keyed
+ * with the stored private scalar `key` (and env->seed, the host nonce) --
+ * without a TRNG and without a key there is no secret to draw from and
+ * the call fails with KP_ST_NO_ENTROPY.
+ */
+kp_status_t ka_crypto_ecdh(const ka_crypto_env_t *env, const uint8_t *key,
+			   const uint8_t peer[KA_PUBKEY_LEN],
+			   uint8_t pub[KA_PUBKEY_LEN], uint8_t nonce[32],
+			   uint8_t z[32]) __attribute__((warn_unused_result));
+
+/** HKDF-SHA256 (RFC 5869) of ikm[0..32) with salt[0..32) and info into
+ * okm[0..okm_len); runs on env->heap. */
+kp_status_t ka_crypto_hkdf(const ka_crypto_env_t *env, const uint8_t salt[32],
+			   const uint8_t ikm[32], const uint8_t *info,
+			   size_t info_len, uint8_t *okm, size_t okm_len)
+	__attribute__((warn_unused_result));
+
+/** AES-256-GCM encryption of buf[0..n) in place; 16-byte tag to tag. */
+kp_status_t ka_crypto_gcm_seal(const uint8_t key[32], const uint8_t nonce[12],
+			       const uint8_t *aad, size_t aad_len,
+			       uint8_t *buf, size_t n, uint8_t tag[16])
+	__attribute__((warn_unused_result));
+
+/** AES-256-GCM decryption of buf[0..n) in place; KP_ST_SEAL_AUTH (and buf
+ * wiped) if the tag does not verify. */
+kp_status_t ka_crypto_gcm_open(const uint8_t key[32], const uint8_t nonce[12],
+			       const uint8_t *aad, size_t aad_len,
+			       uint8_t *buf, size_t n, const uint8_t tag[16])
+	__attribute__((warn_unused_result));
+
 /** SHA-256 of data[0..n) (no heap needed). */
 kp_status_t ka_crypto_sha256(const uint8_t *data, size_t n, uint8_t out[32])
 	__attribute__((warn_unused_result));

@@ -15,8 +15,10 @@
 #include <openssl/x509.h>
 
 #include "host/lib/agent.h"
+#include "host/lib/channel.h"
 #include "host/lib/log.h"
 #include "protocol/frame.h"
+#include "protocol/seal.h"
 
 #define AGENT_INBUF 2048u
 
@@ -33,6 +35,12 @@ struct ks_agent {
 	char last_detail[65];
 	char last_error[768];
 	ks_agent_stats_t stats;
+	/* from the last HELLO: what SECURE_OPEN needs */
+	bool hello_done;
+	uint32_t caps;
+	uint8_t uid[KS_UID_MAX];
+	size_t uid_len;
+	ks_channel_t chan;
 };
 
 static void agent_fail(ks_agent_t *a, const char *fmt, ...)
@@ -169,7 +177,7 @@ static ks_err_t agent_error_frame(ks_agent_t *a, uint8_t type,
  */
 static ks_err_t agent_wait(ks_agent_t *a, uint8_t type, uint16_t seq,
 			   int64_t deadline, uint8_t *rsp, size_t cap,
-			   size_t *rsp_len)
+			   size_t *rsp_len, uint8_t *rsp_flags)
 {
 	for (;;) {
 		ks_err_t r;
@@ -213,6 +221,7 @@ static ks_err_t agent_wait(ks_agent_t *a, uint8_t type, uint16_t seq,
 			}
 			memcpy(rsp, ev.payload, ev.hdr.len);
 			*rsp_len = ev.hdr.len;
+			*rsp_flags = ev.hdr.flags;
 			return KS_OK;
 		}
 		a->in_pos = a->in_len = 0;
@@ -230,26 +239,29 @@ static ks_err_t agent_wait(ks_agent_t *a, uint8_t type, uint16_t seq,
 	}
 }
 
-ks_err_t ks_agent_call(ks_agent_t *a, uint8_t type, const uint8_t *req,
-		       size_t req_len, uint8_t *rsp, size_t rsp_cap,
-		       size_t *rsp_len)
+static ks_err_t agent_bad_answer(ks_agent_t *a, uint8_t type, const char *why)
 {
-	kp_hdr_t hdr;
+	agent_fail(a, "%s: malformed answer: %s", kp_msg_name(type), why);
+	return KS_ERR_PROTO;
+}
+
+/* Send one framed request (hdr complete) and wait for its answer. */
+static ks_err_t agent_exchange(ks_agent_t *a, const kp_hdr_t *hdr,
+			       const uint8_t *req, uint8_t *rsp,
+			       size_t rsp_cap, size_t *rsp_len,
+			       uint8_t *rsp_flags)
+{
 	size_t frame_len = 0;
 	ks_err_t r = KS_ERR_TIMEOUT;
 
-	if (a == NULL || (req == NULL && req_len > 0) || rsp == NULL ||
-	    rsp_len == NULL || req_len > KP_MAX_PAYLOAD)
-		return KS_ERR_ARG;
 	a->last_status = KP_ST_OK;
 	a->last_detail[0] = '\0';
 	a->last_error[0] = '\0';
 	*rsp_len = 0;
-	hdr = (kp_hdr_t){.type = type, .flags = 0, .seq = ++a->seq,
-			 .len = (uint16_t)req_len};
-	if (kp_frame_encode(&hdr, req, req_len, a->tx, sizeof(a->tx),
+	if (kp_frame_encode(hdr, req, hdr->len, a->tx, sizeof(a->tx),
 			    &frame_len) != KP_OK) {
-		agent_fail(a, "%s: cannot encode request", kp_msg_name(type));
+		agent_fail(a, "%s: cannot encode request",
+			   kp_msg_name(hdr->type));
 		r = KS_ERR_ARG;
 		goto out;
 	}
@@ -262,17 +274,17 @@ ks_err_t ks_agent_call(ks_agent_t *a, uint8_t type, const uint8_t *req,
 		if (r == KS_ERR_TIMEOUT)
 			continue;
 		if (r != KS_OK) {
-			agent_fail(a, "%s: %s", kp_msg_name(type),
+			agent_fail(a, "%s: %s", kp_msg_name(hdr->type),
 				   ks_link_last_error());
 			goto out;
 		}
-		r = agent_wait(a, type, hdr.seq, deadline, rsp, rsp_cap,
-			       rsp_len);
+		r = agent_wait(a, hdr->type, hdr->seq, deadline, rsp, rsp_cap,
+			       rsp_len, rsp_flags);
 		if (r != KS_ERR_TIMEOUT)
 			goto out;
 	}
 	agent_fail(a, "%s seq %u: no answer from %s after %u attempt(s) of "
-		   "%d ms", kp_msg_name(type), hdr.seq,
+		   "%d ms", kp_msg_name(hdr->type), hdr->seq,
 		   ks_link_describe(a->link), a->retries + 1u, a->timeout_ms);
 out:
 	/* The frame may carry a host-generated private key. */
@@ -280,11 +292,185 @@ out:
 	return r;
 }
 
-static ks_err_t agent_bad_answer(ks_agent_t *a, uint8_t type, const char *why)
+ks_err_t ks_agent_call(ks_agent_t *a, uint8_t type, const uint8_t *req,
+		       size_t req_len, uint8_t *rsp, size_t rsp_cap,
+		       size_t *rsp_len)
 {
-	agent_fail(a, "%s: malformed answer: %s", kp_msg_name(type), why);
-	return KS_ERR_PROTO;
+	kp_hdr_t hdr;
+	uint8_t flags = 0;
+	ks_err_t r;
+
+	if (a == NULL || (req == NULL && req_len > 0) || rsp == NULL ||
+	    rsp_len == NULL || req_len > KP_MAX_PAYLOAD)
+		return KS_ERR_ARG;
+	hdr = (kp_hdr_t){.type = type, .flags = 0, .seq = ++a->seq,
+			 .len = (uint16_t)req_len};
+	r = agent_exchange(a, &hdr, req, rsp, rsp_cap, rsp_len, &flags);
+	if (r == KS_OK && (flags & KP_FLAG_SEALED) != 0) {
+		agent_fail(a, "%s: sealed answer to a plain request",
+			   kp_msg_name(type));
+		*rsp_len = 0;
+		r = KS_ERR_PROTO;
+	}
+	return r;
 }
+
+/* Agent statuses after which the agent did not consume the counter. */
+static bool seal_rejected(kp_status_t st)
+{
+	return st == KP_ST_NO_CHANNEL || st == KP_ST_SEAL_AUTH ||
+	       st == KP_ST_SEAL_REPLAY || st == KP_ST_SEAL_ORDER;
+}
+
+ks_err_t ks_agent_call_sealed(ks_agent_t *a, uint8_t type, const uint8_t *req,
+			      size_t req_len, uint8_t *rsp, size_t rsp_cap,
+			      size_t *rsp_len)
+{
+	uint8_t sealed[KP_MAX_PAYLOAD], back[KP_MAX_PAYLOAD];
+	size_t n = 0, back_len = 0;
+	uint8_t flags = 0;
+	kp_hdr_t hdr;
+	uint32_t ctr;
+	kp_err_t e;
+	ks_err_t r = KS_ERR_ARG;
+
+	if (a == NULL || (req == NULL && req_len > 0) || rsp == NULL ||
+	    rsp_len == NULL || req_len > KP_SEAL_MAX_PLAIN)
+		goto out;
+	*rsp_len = 0;
+	if (!a->chan.open) {
+		agent_fail(a, "%s: no sealed channel open", kp_msg_name(type));
+		r = KS_ERR_STATE;
+		goto out;
+	}
+	ctr = a->chan.ctr;
+	hdr = (kp_hdr_t){.type = type, .flags = 0, .seq = ++a->seq};
+	r = ks_channel_seal(&a->chan, &hdr, req, req_len, sealed,
+			    sizeof(sealed), &n);
+	if (r != KS_OK)
+		goto out;
+	r = agent_exchange(a, &hdr, sealed, back, sizeof(back), &back_len,
+			   &flags);
+	if (r == KS_ERR_AGENT && seal_rejected(a->last_status))
+		goto out;
+	if (r != KS_OK && r != KS_ERR_AGENT) {
+		/* unknown whether the agent consumed the counter */
+		ks_channel_close(&a->chan);
+		goto out;
+	}
+	a->chan.ctr = ctr + 1u;
+	if (r != KS_OK)
+		goto out;
+	if ((flags & KP_FLAG_SEALED) == 0) {
+		agent_fail(a, "%s: plain answer to a sealed request",
+			   kp_msg_name(type));
+		r = KS_ERR_PROTO;
+		goto out;
+	}
+	hdr = (kp_hdr_t){.type = type,
+			 .flags = KP_FLAG_RESPONSE | KP_FLAG_SEALED,
+			 .seq = hdr.seq, .len = (uint16_t)back_len};
+	e = ks_channel_unseal_rsp(&a->chan, &hdr, back, ctr, rsp, rsp_cap,
+				  rsp_len);
+	if (e != KP_OK) {
+		agent_fail(a, "%s: sealed answer rejected: %s",
+			   kp_msg_name(type), kp_strerror((int)e));
+		*rsp_len = 0;
+		r = KS_ERR_VERIFY;
+		goto out;
+	}
+	r = KS_OK;
+out:
+	explicit_bzero(sealed, sizeof(sealed));
+	explicit_bzero(back, sizeof(back));
+	return r;
+}
+
+ks_err_t ks_agent_secure_open(ks_agent_t *a,
+			      const uint8_t id_pub[KS_PUBKEY_LEN],
+			      bool *authenticated)
+{
+	ks_channel_offer_t o;
+	kp_secure_open_req_t q;
+	kp_secure_open_rsp_t m;
+	uint8_t req[256], rsp[KP_MAX_PAYLOAD];
+	size_t qn = 0, n = 0;
+	ks_err_t r = KS_ERR_ARG;
+
+	memset(&o, 0, sizeof(o));
+	if (authenticated != NULL)
+		*authenticated = false;
+	if (a == NULL)
+		goto out;
+	ks_channel_close(&a->chan);
+	if (!a->hello_done) {
+		agent_fail(a, "SECURE_OPEN needs HELLO first");
+		r = KS_ERR_STATE;
+		goto out;
+	}
+	if ((a->caps & KP_CAP_SECURE) == 0) {
+		agent_fail(a, "agent cannot open a sealed channel (no "
+			      "SECURE capability)");
+		r = KS_ERR_UNSUPPORTED;
+		goto out;
+	}
+	r = ks_channel_offer(&o);
+	if (r != KS_OK)
+		goto out;
+	memset(&q, 0, sizeof(q));
+	q.host_pub = o.pub;
+	q.host_pub_len = KP_SECURE_PUB_LEN;
+	q.host_nonce = o.nonce;
+	q.host_nonce_len = KP_SECURE_NONCE_LEN;
+	if (kp_secure_open_req_encode(&q, req, sizeof(req), &qn) != KP_OK) {
+		r = KS_ERR_INTERNAL;
+		goto out;
+	}
+	r = ks_agent_call(a, KP_MSG_SECURE_OPEN, req, qn, rsp, sizeof(rsp),
+			  &n);
+	if (r != KS_OK)
+		goto out;
+	if (kp_secure_open_rsp_decode(&m, rsp, n) != KP_OK) {
+		r = agent_bad_answer(a, KP_MSG_SECURE_OPEN, "TLV decode");
+		goto out;
+	}
+	r = ks_channel_accept(&a->chan, &o, a->uid, a->uid_len, m.agent_pub,
+			      m.agent_nonce, m.id_sig, m.id_sig_len, id_pub);
+	if (r != KS_OK) {
+		agent_fail(a, "SECURE_OPEN: %s",
+			   r == KS_ERR_VERIFY
+				   ? "the agent did not prove the expected "
+				     "identity key"
+				   : "key agreement failed");
+		goto out;
+	}
+	if (authenticated != NULL)
+		*authenticated = a->chan.authenticated;
+out:
+	ks_channel_offer_clear(&o);
+	return r;
+}
+
+bool ks_agent_is_sealed(const ks_agent_t *a)
+{
+	return a != NULL && a->chan.open;
+}
+
+/* Secrets go sealed when the agent can seal: open a channel (not
+ * authenticated) if the caller has not opened one. */
+static ks_err_t ensure_channel(ks_agent_t *a, bool *use)
+{
+	*use = false;
+	if (a->chan.open) {
+		*use = true;
+		return KS_OK;
+	}
+	if ((a->caps & KP_CAP_SECURE) == 0)
+		return KS_OK;
+	*use = true;
+	return ks_agent_secure_open(a, NULL, NULL);
+}
+
 
 static void copy_state(ks_agent_state_t *st, uint8_t state, uint8_t lock,
 		       uint8_t integrity, uint8_t slots_free,
@@ -334,6 +520,12 @@ ks_err_t ks_agent_hello(ks_agent_t *a, ks_agent_hello_t *out)
 	out->max_payload = m.max_payload;
 	copy_state(&out->st, m.state, m.lock, m.integrity, m.slots_free,
 		   m.pubkey, m.id_digest);
+	/* HELLO ended any channel on the agent's side */
+	ks_channel_close(&a->chan);
+	a->hello_done = true;
+	a->caps = m.caps;
+	memcpy(a->uid, m.uid, m.uid_len);
+	a->uid_len = m.uid_len;
 	return KS_OK;
 }
 
@@ -375,6 +567,7 @@ ks_err_t ks_agent_genkey(ks_agent_t *a, const uint8_t *seed, size_t seed_len,
 	ks_agent_genkey_t *g = NULL;
 	uint8_t req[256], rsp[KP_MAX_PAYLOAD];
 	size_t qn = 0, n;
+	bool sealed = false;
 	ks_err_t r = KS_ERR_ARG;
 
 	if (a == NULL || out == NULL || seed_len > 64 ||
@@ -397,7 +590,17 @@ ks_err_t ks_agent_genkey(ks_agent_t *a, const uint8_t *seed, size_t seed_len,
 	}
 	if (kp_genkey_req_encode(&q, req, sizeof(req), &qn) != KP_OK)
 		goto out;
-	r = ks_agent_call(a, KP_MSG_GENKEY, req, qn, rsp, sizeof(rsp), &n);
+	if (seed != NULL) {
+		r = ensure_channel(a, &sealed);
+		if (r != KS_OK)
+			goto out;
+	}
+	if (sealed)
+		r = ks_agent_call_sealed(a, KP_MSG_GENKEY, req, qn, rsp,
+					 sizeof(rsp), &n);
+	else
+		r = ks_agent_call(a, KP_MSG_GENKEY, req, qn, rsp, sizeof(rsp),
+				  &n);
 	if (r != KS_OK)
 		goto out;
 	if (kp_genkey_rsp_decode(&m, rsp, n) != KP_OK) {
@@ -428,15 +631,21 @@ ks_err_t ks_agent_put_object(ks_agent_t *a, uint8_t obj, const uint8_t *data,
 {
 	uint8_t req[KP_MAX_PAYLOAD], rsp[KP_MAX_PAYLOAD];
 	size_t off = 0;
+	bool sealed = false;
 	ks_err_t r = KS_ERR_ARG;
 
 	if (has_pubkey != NULL)
 		*has_pubkey = false;
 	if (a == NULL || data == NULL || len == 0 || len > UINT32_MAX)
 		goto out;
+	if (obj == KP_OBJ_HOSTKEY) {
+		r = ensure_channel(a, &sealed);
+		if (r != KS_OK)
+			goto out;
+	}
 	while (off < len) {
-		size_t chunk = len - off < KP_PUT_MAX_DATA ? len - off
-							   : KP_PUT_MAX_DATA;
+		size_t max = sealed ? KP_PUT_MAX_DATA - 64u : KP_PUT_MAX_DATA;
+		size_t chunk = len - off < max ? len - off : max;
 		kp_put_object_req_t q = {
 			.obj = obj,
 			.offset = (uint32_t)off,
@@ -452,8 +661,12 @@ ks_err_t ks_agent_put_object(ks_agent_t *a, uint8_t obj, const uint8_t *data,
 			r = KS_ERR_ARG;
 			goto out;
 		}
-		r = ks_agent_call(a, KP_MSG_PUT_OBJECT, req, qn, rsp,
-				  sizeof(rsp), &n);
+		if (sealed)
+			r = ks_agent_call_sealed(a, KP_MSG_PUT_OBJECT, req, qn,
+						 rsp, sizeof(rsp), &n);
+		else
+			r = ks_agent_call(a, KP_MSG_PUT_OBJECT, req, qn, rsp,
+					  sizeof(rsp), &n);
 		explicit_bzero(req, qn);
 		if (r != KS_OK)
 			goto out;

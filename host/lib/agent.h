@@ -117,6 +117,37 @@ ks_err_t ks_agent_call(ks_agent_t *a, uint8_t type, const uint8_t *req,
 		       size_t req_len, uint8_t *rsp, size_t rsp_cap,
 		       size_t *rsp_len) __attribute__((warn_unused_result));
 
+/**
+ * The same exchange inside the sealed channel (ks_agent_secure_open()
+ * first): req[0..req_len) (at most KP_SEAL_MAX_PLAIN bytes) is sealed with
+ * the channel's next counter, the answer must come back sealed with the
+ * same counter (KS_ERR_VERIFY: forged, replayed or reordered answer;
+ * KS_ERR_PROTO: a plain answer) or as a plain ERROR (KS_ERR_AGENT).
+ * KS_ERR_STATE: no channel. A link failure closes the channel.
+ */
+ks_err_t ks_agent_call_sealed(ks_agent_t *a, uint8_t type, const uint8_t *req,
+			      size_t req_len, uint8_t *rsp, size_t rsp_cap,
+			      size_t *rsp_len) __attribute__((warn_unused_result));
+
+/**
+ * SECURE_OPEN (after HELLO): ephemeral ECDH P-256 with the agent, keys by
+ * HKDF-SHA256, AES-256-GCM from then on (docs/protocol.md section 12).
+ * If id_pub is given the agent must sign the handshake transcript with
+ * that key (the identity key the registry has on record), else
+ * KS_ERR_VERIFY and no channel; *authenticated (may be NULL) says whether
+ * it did. KS_ERR_UNSUPPORTED if HELLO did not announce KP_CAP_SECURE.
+ * HELLO closes the channel. PUT_OBJECT HOSTKEY and GENKEY with a seed go
+ * sealed whenever the agent announced KP_CAP_SECURE (the channel is opened
+ * without authentication if the caller has not opened one).
+ */
+ks_err_t ks_agent_secure_open(ks_agent_t *a,
+			      const uint8_t id_pub[KS_PUBKEY_LEN],
+			      bool *authenticated)
+	__attribute__((warn_unused_result));
+
+/** True while a sealed channel is open. */
+bool ks_agent_is_sealed(const ks_agent_t *a);
+
 /** Wire status of the last ERROR answer (KP_ST_OK if the last call had none). */
 kp_status_t ks_agent_last_status(const ks_agent_t *a);
 

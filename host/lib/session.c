@@ -439,6 +439,52 @@ static fail_t reg_fail(run_t *r, const char *what, int rc)
 	return fail_(rc == KS_OK ? KS_ERR_DB : (ks_err_t)rc, KS_REG_FAILED);
 }
 
+/*
+ * Open the sealed channel before a secret (host key, seed) crosses the
+ * link. The board is authenticated when it reports a key this registry
+ * has certified, or journaled for the session being resumed: it must
+ * sign the handshake with that key. A UID the registry lists with an
+ * ACTIVE key must do so (a board claiming no key, or an unknown one, is
+ * refused: that is what a man in the middle would claim). Otherwise --
+ * a blank board -- the channel is unauthenticated (docs/threat-model.md).
+ */
+static fail_t open_channel(run_t *r)
+{
+	const ks_agent_state_t *st = &r->hello.st;
+	ks_reg_device_t dev;
+	uint8_t h[32];
+	bool known = false, authed = false;
+	int rc;
+
+	if (st->has_pubkey && point_sha256(st->pubkey, h) == KS_OK)
+		known = ks_reg_pubkey_known(r->e->reg, h) == 1 ||
+			(r->sess.has_pubkey &&
+			 memcmp(r->sess.pubkey_sha256, h, 32) == 0);
+	if (!known &&
+	    ks_reg_device_get(r->e->reg, r->hello.uid, r->hello.uid_len, NULL,
+			      &dev) == KS_OK &&
+	    dev.state == KS_REG_ACTIVE && dev.has_pubkey) {
+		reason(r, "board %s is ACTIVE on record but does not present "
+			  "a key this registry knows; refusing to send it "
+			  "a secret",
+		       r->res->uid_hex);
+		return fail_(KS_ERR_VERIFY, KS_REG_FAILED);
+	}
+	rc = ks_agent_secure_open(r->agent, known ? st->pubkey : NULL, &authed);
+	if (rc == KS_ERR_VERIFY) {
+		reason(r, "SECURE_OPEN: the board did not prove the identity "
+			  "key on record");
+		return fail_(KS_ERR_VERIFY, KS_REG_FAILED);
+	}
+	if (rc != KS_OK)
+		return agent_fail(r, "SECURE_OPEN", (ks_err_t)rc);
+	ks_log_info("%s: sealed channel open (%s)",
+		    r->p->slot ? r->p->slot : r->p->port,
+		    authed ? "board authenticated by its identity key"
+			   : "first provisioning: unauthenticated ECDH");
+	return ok_();
+}
+
 static fail_t step_key(run_t *r)
 {
 	uint8_t spki_hash[32];
@@ -470,6 +516,21 @@ static fail_t step_key(run_t *r)
 		if (use_seed && RAND_bytes(seed, sizeof(seed)) != 1) {
 			reason(r, "no randomness for the board's seed");
 			return fail_(KS_ERR_CRYPTO, KS_REG_FAILED);
+		}
+		if (use_seed && (r->hello.caps & KP_CAP_SECURE) != 0) {
+			fail_t f = open_channel(r);
+
+			if (f.err != KS_OK) {
+				OPENSSL_cleanse(seed, sizeof(seed));
+				return f;
+			}
+		} else if (use_seed) {
+			/* no TRNG and no stored secret: nothing to build a
+			 * channel on (docs/threat-model.md, not defended) */
+			ks_log_warn("%s: board has no TRNG and no sealed "
+				    "channel: its seed crosses the link in "
+				    "the clear",
+				    r->p->slot ? r->p->slot : r->p->port);
 		}
 		rc = ks_agent_genkey(r->agent, use_seed ? seed : NULL,
 				     use_seed ? sizeof(seed) : 0, flags,
@@ -508,6 +569,20 @@ static fail_t step_key(run_t *r)
 			       r->profile->name);
 			return fail_(KS_ERR_UNSUPPORTED, KS_REG_FAILED);
 		}
+		/* a host key only ever crosses the link sealed */
+		if ((r->hello.caps & KP_CAP_SECURE) == 0) {
+			reason(r, "board cannot open the sealed channel (no "
+				  "SECURE capability: no TRNG and no stored "
+				  "key); profile %s needs key_origin=host",
+			       r->profile->name);
+			return fail_(KS_ERR_UNSUPPORTED, KS_REG_FAILED);
+		}
+		{
+			fail_t f = open_channel(r);
+
+			if (f.err != KS_OK)
+				return f;
+		}
 		rc = ks_hostkey_generate(&key);
 		if (rc == KS_OK)
 			rc = ks_hostkey_pubkey_point(key, r->pubkey);
@@ -528,6 +603,8 @@ static fail_t step_key(run_t *r)
 		r->step = KS_STEP_KEYED;
 		rc = ks_hostkey_export_scalar(key, scalar);
 		ks_hostkey_free(&key);
+		if (rc == KS_OK && !ks_agent_is_sealed(r->agent))
+			rc = KS_ERR_STATE; /* never in the clear */
 		if (rc == KS_OK)
 			rc = ks_agent_put_object(r->agent, KP_OBJ_HOSTKEY, scalar,
 						 sizeof(scalar), echoed,
@@ -567,6 +644,7 @@ static fail_t step_issue(run_t *r)
 	memcpy(req->uid, r->hello.uid, r->hello.uid_len);
 	req->uid_len = (uint32_t)r->hello.uid_len;
 	req->origin = (uint32_t)r->profile->key_origin;
+	req->session_id = r->sess.id; /* the signer process checks this row */
 	rc = ks_issue_req_set_point(req, r->pubkey);
 	if (rc != KS_OK) {
 		reason(r, "bad device public key");

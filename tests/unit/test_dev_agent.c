@@ -915,6 +915,17 @@ static void test_hostkey(void **state)
 	memset(zero, 0, sizeof(zero));
 	memcpy(order, n_p256, 32);
 	hello(&h, &m);
+	/* an agent that can seal refuses a host key in the clear
+	 * (tests/unit/test_channel.c sends it sealed) */
+	assert_true((m.caps & KP_CAP_SECURE) != 0);
+	assert_int_equal(put_chunk(&h, KP_OBJ_HOSTKEY, 0, 32, d, 32, &got),
+			 KP_ST_NOT_SEALED);
+	assert_int_equal(ka_sim_writes(), 0);
+	/* a blank board without TRNG cannot seal: it takes the key plain */
+	rng_none = true;
+	reboot();
+	hello(&h, &m);
+	assert_int_equal(m.caps & KP_CAP_SECURE, 0);
 	/* invalid scalars are refused and cost no write */
 	assert_int_equal(put_chunk(&h, KP_OBJ_HOSTKEY, 0, 32, zero, 32, &got),
 			 KP_ST_BAD_OBJECT);
@@ -949,6 +960,7 @@ static void test_no_trng(void **state)
 	host_t h;
 	kp_hello_rsp_t m;
 	uint8_t seed[32], pub1[65];
+	uint32_t writes;
 
 	(void)state;
 	rng_none = true;
@@ -970,9 +982,15 @@ static void test_no_trng(void **state)
 	assert_int_equal(genkey(&h, 0, seed, sizeof(seed), NULL), 0);
 	assert_memory_equal(h.pubkey, pub1, 65);
 	seed[0] ^= 1;
+	/* keyed, the board can seal (its stored key is the secret the
+	 * channel draws from), so a plain seed is refused; the sealed
+	 * GENKEY NEW is in tests/unit/test_channel.c */
+	hello(&h, &m);
+	assert_true((m.caps & KP_CAP_SECURE) != 0);
+	writes = ka_sim_writes();
 	assert_int_equal(genkey(&h, KP_GENKEY_NEW, seed, sizeof(seed), NULL),
-			 0);
-	assert_memory_not_equal(h.pubkey, pub1, 65);
+			 KP_ST_NOT_SEALED);
+	assert_int_equal(ka_sim_writes(), writes);
 }
 
 static void test_integrity_failure(void **state)

@@ -608,7 +608,7 @@ static void test_msg_table(void **state)
 	unsigned known = 0;
 
 	(void)state;
-	assert_int_equal(n, 9);
+	assert_int_equal(n, 10);
 	for (size_t i = 0; i < n; i++) {
 		assert_ptr_equal(kp_msg_find(t[i].type), &t[i]);
 		assert_string_equal(kp_msg_name(t[i].type), t[i].name);
@@ -627,7 +627,7 @@ static void test_msg_table(void **state)
 	}
 	assert_int_equal(known, n);
 	assert_null(kp_msg_find(0x00));
-	assert_null(kp_msg_find(0x09));
+	assert_null(kp_msg_find(0x0A));
 	assert_null(kp_msg_find(0x7E));
 	assert_null(kp_msg_find(0xFF));
 }
