@@ -22,6 +22,7 @@
 #include "protocol/error.h"
 #include "protocol/frame.h"
 #include "protocol/msg.h"
+#include "protocol/seal.h"
 
 typedef struct {
 	const char *begin, *end;
@@ -153,7 +154,7 @@ static void gen_constants(FILE *out)
 	ROW(KP_MAX_WIRE, "largest frame on the wire, delimiters included");
 	ROW(KP_PUT_MAX_DATA, "largest PUT_OBJECT / READBACK data chunk");
 	ROW(KP_FLAG_RESPONSE, "header flag: sent by the agent");
-	ROW(KP_FLAG_SEALED, "header flag: reserved for the sealed channel");
+	ROW(KP_FLAG_SEALED, "header flag: payload sealed (section 12)");
 	ROW(KP_OBJ_CERT, "object: device certificate, DER, 64..2048 bytes");
 	ROW(KP_OBJ_CHAIN, "object: issuing chain, concatenated DER, <= 4096");
 	ROW(KP_OBJ_SERIAL, "object: serial number, 1..64 printable ASCII");
@@ -172,12 +173,25 @@ static void gen_constants(FILE *out)
 	ROW(KP_CAP_DEVKEY, "capability: GENKEY (device-generated key)");
 	ROW(KP_CAP_HOSTKEY, "capability: PUT_OBJECT HOSTKEY");
 	ROW(KP_CAP_SECBOOT, "capability: secure-boot key-hash slot");
+	ROW(KP_CAP_SECURE, "capability: SECURE_OPEN; secrets only sealed");
+	ROW(KP_SEAL_CTR_LEN, "sealed payload: counter length");
+	ROW(KP_SEAL_TAG_LEN, "sealed payload: AES-GCM tag length");
+	ROW(KP_SEAL_MAX_PLAIN, "largest plain payload that can be sealed");
+	ROW(KP_SEAL_DIR_H2A, "nonce direction byte: host to agent ('H')");
+	ROW(KP_SEAL_DIR_A2H, "nonce direction byte: agent to host ('A')");
 	ROW(KP_GENKEY_NEW, "GENKEY flag: use a fresh key slot");
 	fprintf(out, "| `KP_BLOB_MAGIC` | \"%s\" | identity blob magic |\n",
 		KP_BLOB_MAGIC);
 	fprintf(out, "| `KP_CHALLENGE_DOMAIN` | \"%s\" | challenge domain "
 		"separator, %u bytes |\n", KP_CHALLENGE_DOMAIN,
 		KP_CHALLENGE_DOMAIN_LEN);
+	fprintf(out, "| `KP_SECURE_LABEL` | \"%s\" | transcript label, %u "
+		"bytes |\n", KP_SECURE_LABEL, KP_SECURE_LABEL_LEN);
+	fprintf(out, "| `KP_SECURE_HKDF_INFO` | \"%s\" | HKDF info, %u bytes "
+		"|\n", KP_SECURE_HKDF_INFO, KP_SECURE_HKDF_INFO_LEN);
+	fprintf(out, "| `KP_SECURE_SIG_DOMAIN` | \"%s\" | identity signature "
+		"domain separator, %u bytes |\n", KP_SECURE_SIG_DOMAIN,
+		KP_SECURE_SIG_DOMAIN_LEN);
 }
 
 static const section_t sections[] = {

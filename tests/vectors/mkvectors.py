@@ -229,6 +229,100 @@ emit("challenge-message", "the bytes the agent hashes and signs for the "
      fields=[(0, "BYTES", "uid", UID), (0, "BYTES", "nonce", nonce)],
      payload=chal, sha=hashlib.sha256(chal).digest())
 
+# The sealed channel (docs/protocol.md section 12). Fixed ephemeral scalars
+# (never real keys) so that every byte is reproducible; python3-cryptography
+# does the elliptic-curve, HKDF and AES-GCM arithmetic.
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def p256(scalar):
+    k = ec.derive_private_key(scalar, ec.SECP256R1())
+    pub = k.public_key().public_bytes(serialization.Encoding.X962,
+                                      serialization.PublicFormat.UncompressedPoint)
+    return k, pub
+
+
+SECURE_OPEN = ("SECURE_OPEN", 9)
+H_PRIV = int("1111111111111111111111111111111111111111111111111111111111111111", 16)
+A_PRIV = int("2222222222222222222222222222222222222222222222222222222222222222", 16)
+hk, HPUB = p256(H_PRIV)
+ak, APUB = p256(A_PRIV)
+HNONCE = bytes(range(0x10, 0x30))
+ANONCE = bytes(range(0x30, 0x50))
+msg("secure-open-request", "host offers its ephemeral point (scalar 0x11..11) "
+    "and nonce", SECURE_OPEN, "req", 10,
+    [(0x01, "BYTES", "host_pub", HPUB), (0x02, "BYTES", "host_nonce", HNONCE)])
+msg("secure-open-response", "agent's ephemeral point (scalar 0x22..22) and "
+    "nonce; a blank board sends no id_sig", SECURE_OPEN, "rsp", 10,
+    [(0x01, "BYTES", "agent_pub", APUB),
+     (0x02, "BYTES", "agent_nonce", ANONCE)])
+transcript = b"KILN-SECURE-1" + bytes([len(UID)]) + UID + HPUB + HNONCE + \
+    APUB + ANONCE
+th = hashlib.sha256(transcript).digest()
+z = hk.exchange(ec.ECDH(), ak.public_key())
+assert z == ak.exchange(ec.ECDH(), hk.public_key())
+okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=th,
+           info=b"KILN-SECURE-1 keys").derive(z)
+K_H2A, K_A2H = okm[:32], okm[32:]
+out.append("vector: secure-keys")
+out.append("note: transcript, its hash th, ECDH secret z and the two keys of "
+           "the secure-open vectors on the hello-response board")
+out.append("kind: secure")
+out.append(kv("host_priv", hexs(H_PRIV.to_bytes(32, "big"))))
+out.append(kv("agent_priv", hexs(A_PRIV.to_bytes(32, "big"))))
+out.append("field: uid = " + hexs(UID))
+out.append(kv("payload", hexs(transcript)))
+out.append(kv("sha256", hexs(th)))
+out.append(kv("z", hexs(z)))
+out.append(kv("k_h2a", hexs(K_H2A)))
+out.append(kv("k_a2h", hexs(K_A2H)))
+out.append("expect: KP_OK")
+out.append("")
+
+
+def sealed(name, note, typ, dirn, seq, ctr, fields):
+    plain = tlv([(t, k, v) for t, k, _, v in fields])
+    rsp = dirn == "rsp"
+    flags = (1 if rsp else 0) | 2
+    key = K_A2H if rsp else K_H2A
+    length = 4 + len(plain) + 16
+    hdr = struct.pack("<BBBBHH", 1, typ[1], flags, 0, seq, length)
+    ctrb = struct.pack("<I", ctr)
+    nonce = bytes([0x41 if rsp else 0x48, typ[1]]) + bytes(6) + ctrb
+    ct = AESGCM(key).encrypt(nonce, plain, hdr + ctrb)
+    payload = ctrb + ct
+    out.append("vector: " + name)
+    out.append("note: " + note)
+    out.append("kind: sealed")
+    out.append("message: %s %s" % (typ[0], dirn))
+    out.append("seq: %d" % seq)
+    out.append("ctr: %d" % ctr)
+    for tag, fk, fname, v in fields:
+        val = fval(fk, v)
+        sep = "" if val.startswith("\n") else " "
+        out.append("field: %s =%s%s" % (fname, sep, val))
+    out.append(kv("key", hexs(key)))
+    out.append(kv("nonce", hexs(nonce)))
+    out.append(kv("plain", hexs(plain)))
+    out.append(kv("payload", hexs(payload)))
+    out.append(kv("wire", hexs(frame(typ[1], seq, payload, flags=flags))))
+    out.append("expect: KP_OK")
+    out.append("")
+
+
+sealed("sealed-hostkey-request", "PUT_OBJECT HOSTKEY (the scalar 1, never a "
+       "real key) as the first sealed request of the secure-keys channel",
+       PUT_OBJECT, "req", 11, 0,
+       [(0x01, "U8", "obj", 0x10), (0x02, "U32", "offset", 0),
+        (0x03, "U32", "total", 32), (0x04, "BYTES", "data", bytes(31) + b"\x01")])
+sealed("sealed-hostkey-response", "the agent's sealed answer to it: the "
+       "public point of the scalar 1", PUT_OBJECT, "rsp", 11, 0,
+       [(0x01, "U8", "obj", 0x10), (0x02, "U32", "received", 32),
+        (0x03, "BYTES", "pubkey", PUB)])
+
 # Negative vectors: a receiver must reject each with exactly this error.
 hreq = tlv([(0x01, "U8", 1), (0x02, "U32", 0)])
 emit("bad-crc", "hello-request with the CRC's lowest bit flipped",
@@ -246,8 +340,8 @@ emit("oversized-length", "length field 0x0401 exceeds the 1024-byte maximum",
      expect="KP_ERR_TOO_LARGE")
 emit("unknown-version", "framing version 2", kind="frame",
      wire=frame(1, 1, hreq, version=2), expect="KP_ERR_VERSION")
-emit("reserved-flag", "flag 0x02 (SEALED) is not yet defined", kind="frame",
-     wire=frame(1, 1, hreq, flags=2), expect="KP_ERR_FLAGS")
+emit("reserved-flag", "flag 0x04 is not defined", kind="frame",
+     wire=frame(1, 1, hreq, flags=4), expect="KP_ERR_FLAGS")
 emit("reserved-byte", "header byte 3 must be zero", kind="frame",
      wire=frame(1, 1, hreq, rsvd=1), expect="KP_ERR_FLAGS")
 emit("bad-cobs", "a COBS code that overruns the chunk", kind="frame",

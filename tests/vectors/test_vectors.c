@@ -21,10 +21,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/param_build.h>
 #include <openssl/sha.h>
 
 #include "protocol/frame.h"
 #include "protocol/msg.h"
+#include "protocol/seal.h"
 
 #define MAX_ENTRIES 40
 #define MAX_VECTORS 200
@@ -638,10 +645,289 @@ static int do_challenge(const vector_t *v)
 	       check_sha(v, payload, pn);
 }
 
+
+/* ---- sealed channel vectors (OpenSSL does the arithmetic, protocol/seal.c
+ * builds transcript, nonce and additional data) ---- */
+
+static EVP_PKEY *p256_key(const uint8_t priv[32], int with_priv)
+{
+	OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	EVP_PKEY *pk = NULL;
+	BIGNUM *d = BN_bin2bn(priv, 32, NULL);
+	EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+	EC_POINT *q = g != NULL ? EC_POINT_new(g) : NULL;
+	uint8_t pub[65];
+
+	if (bld == NULL || ctx == NULL || d == NULL || q == NULL ||
+	    EC_POINT_mul(g, q, d, NULL, NULL, NULL) != 1 ||
+	    EC_POINT_point2oct(g, q, POINT_CONVERSION_UNCOMPRESSED, pub, 65,
+			       NULL) != 65 ||
+	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+					    "prime256v1", 0) != 1 ||
+	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub,
+					     65) != 1 ||
+	    (with_priv &&
+	     OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d) != 1))
+		goto out;
+	params = OSSL_PARAM_BLD_to_param(bld);
+	if (params == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, &pk, with_priv ? EVP_PKEY_KEYPAIR
+						  : EVP_PKEY_PUBLIC_KEY,
+			      params) != 1)
+		pk = NULL;
+out:
+	EC_POINT_free(q);
+	EC_GROUP_free(g);
+	BN_free(d);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	EVP_PKEY_CTX_free(ctx);
+	return pk;
+}
+
+static int point_of(const uint8_t priv[32], uint8_t pub[65])
+{
+	EVP_PKEY *k = p256_key(priv, 0);
+	size_t n = 0;
+	int ok = k != NULL &&
+		 EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY,
+						 pub, 65, &n) == 1 &&
+		 n == 65;
+
+	EVP_PKEY_free(k);
+	return ok;
+}
+
+/* The secure-open vectors' fields, for the transcript. */
+static const vector_t *find_vector(const vecset_t *vs, const char *name)
+{
+	for (size_t i = 0; i < vs->n; i++)
+		if (strcmp(get(&vs->v[i], "vector"), name) == 0)
+			return &vs->v[i];
+	return NULL;
+}
+
+static int field_hex(const vector_t *v, const char *name, uint8_t *out,
+		     size_t cap, size_t *n)
+{
+	size_t nl = strlen(name);
+
+	for (size_t i = 0; i < v->n; i++) {
+		const char *val = v->e[i].val;
+
+		if (strcmp(v->e[i].key, "field") != 0 ||
+		    strncmp(val, name, nl) != 0 || strncmp(val + nl, " = ", 3))
+			continue;
+		if (parse_hex(val + nl + 3, out, cap) < 0)
+			return -1;
+		*n = (size_t)parse_hex(val + nl + 3, out, cap);
+		return 0;
+	}
+	return -1;
+}
+
+static const vecset_t *all_vectors;
+
+static int do_secure(const vector_t *v)
+{
+	uint8_t hp[64], ap[64], uid[64], hpub[65], apub[65], hn[64], an[64];
+	uint8_t tr[KP_SECURE_TRANSCRIPT_MAX], want[512], z[32], okm[64];
+	size_t hpn, apn, un, hnn, ann, tl = 0, wn, zl = 32;
+	const vector_t *rq = find_vector(all_vectors, "secure-open-request");
+	const vector_t *rs = find_vector(all_vectors, "secure-open-response");
+	EVP_PKEY *mine = NULL, *peer = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_KDF *kdf = NULL;
+	EVP_KDF_CTX *kc = NULL;
+	OSSL_PARAM prm[5];
+	int ok = 0;
+
+	if (rq == NULL || rs == NULL) {
+		fail(v, "secure-open-request/-response vectors missing");
+		return 0;
+	}
+	if (hex_entry(v, "host_priv", hp, sizeof(hp), &hpn) != 0 ||
+	    hex_entry(v, "agent_priv", ap, sizeof(ap), &apn) != 0 ||
+	    field_hex(v, "uid", uid, sizeof(uid), &un) != 0 ||
+	    field_hex(rq, "host_nonce", hn, sizeof(hn), &hnn) != 0 ||
+	    field_hex(rs, "agent_nonce", an, sizeof(an), &ann) != 0 ||
+	    hpn != 32 || apn != 32 || hnn != 32 || ann != 32) {
+		fail(v, "bad inputs");
+		return 0;
+	}
+	/* the points in the SECURE_OPEN vectors are those of the scalars */
+	{
+		uint8_t f[65];
+		size_t fn;
+
+		if (!point_of(hp, hpub) || !point_of(ap, apub) ||
+		    field_hex(rq, "host_pub", f, sizeof(f), &fn) != 0 ||
+		    !check_bytes(v, "host_pub", f, fn, hpub, 65) ||
+		    field_hex(rs, "agent_pub", f, sizeof(f), &fn) != 0 ||
+		    !check_bytes(v, "agent_pub", f, fn, apub, 65))
+			return 0;
+	}
+	if (kp_secure_transcript(uid, un, hpub, hn, apub, an, tr, sizeof(tr),
+				 &tl) != KP_OK ||
+	    hex_entry(v, "payload", want, sizeof(want), &wn) != 0 ||
+	    !check_bytes(v, "transcript", tr, tl, want, wn) ||
+	    !check_sha(v, tr, tl))
+		return 0;
+	/* z = ECDH(host scalar, agent point) */
+	mine = p256_key(hp, 1);
+	peer = p256_key(ap, 0);
+	ctx = mine != NULL ? EVP_PKEY_CTX_new(mine, NULL) : NULL;
+	if (ctx == NULL || peer == NULL || EVP_PKEY_derive_init(ctx) != 1 ||
+	    EVP_PKEY_derive_set_peer(ctx, peer) != 1 ||
+	    EVP_PKEY_derive(ctx, z, &zl) != 1 || zl != 32) {
+		fail(v, "ECDH failed");
+		goto out;
+	}
+	if (hex_entry(v, "z", want, sizeof(want), &wn) != 0 ||
+	    !check_bytes(v, "z", z, 32, want, wn))
+		goto out;
+	{
+		uint8_t th[32];
+
+		SHA256(tr, tl, th);
+		kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+		kc = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+		prm[0] = OSSL_PARAM_construct_utf8_string(
+			OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+		prm[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+							   z, 32);
+		prm[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
+							   th, 32);
+		prm[3] = OSSL_PARAM_construct_octet_string(
+			OSSL_KDF_PARAM_INFO, (char *)KP_SECURE_HKDF_INFO,
+			KP_SECURE_HKDF_INFO_LEN);
+		prm[4] = OSSL_PARAM_construct_end();
+		if (kc == NULL || EVP_KDF_derive(kc, okm, 64, prm) != 1) {
+			fail(v, "HKDF failed");
+			goto out;
+		}
+	}
+	if (hex_entry(v, "k_h2a", want, sizeof(want), &wn) != 0 ||
+	    !check_bytes(v, "k_h2a", okm, 32, want, wn) ||
+	    hex_entry(v, "k_a2h", want, sizeof(want), &wn) != 0 ||
+	    !check_bytes(v, "k_a2h", okm + 32, 32, want, wn))
+		goto out;
+	ok = 1;
+out:
+	EVP_KDF_CTX_free(kc);
+	EVP_KDF_free(kdf);
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(mine);
+	EVP_PKEY_free(peer);
+	return ok;
+}
+
+static int do_sealed(const vector_t *v)
+{
+	static uint8_t wire[KP_MAX_WIRE + 64], key[64], nonce[64], plain[1024],
+		payload[KP_MAX_PAYLOAD + 64], got[KP_MAX_PAYLOAD], out[KP_MAX_WIRE];
+	size_t wn, kn, nn, pn, sn, n = 0, pos = 0;
+	const char *message = get(v, "message"), *cs = get(v, "ctr");
+	uint8_t nb[KP_SEAL_NONCE_LEN], aad[KP_SEAL_AAD_LEN], tag[16];
+	kp_rx_event_t ev = {0};
+	kp_rx_t rx;
+	const kp_msg_desc_t *d;
+	const kp_field_t *f;
+	msgbuf_t want, dec;
+	EVP_CIPHER_CTX *x = NULL;
+	uint32_t ctr = 0, got_ctr = 0;
+	size_t ct_len = 0, nf;
+	int rsp, len = 0, ok = 0;
+
+	if (hex_entry(v, "wire", wire, sizeof(wire), &wn) != 0 ||
+	    hex_entry(v, "key", key, sizeof(key), &kn) != 0 ||
+	    hex_entry(v, "nonce", nonce, sizeof(nonce), &nn) != 0 ||
+	    hex_entry(v, "plain", plain, sizeof(plain), &pn) != 0 ||
+	    hex_entry(v, "payload", payload, sizeof(payload), &sn) != 0 ||
+	    cs == NULL || parse_uint(cs, &ctr) != 0 || message == NULL ||
+	    kn != 32)
+		return 0;
+	kp_rx_init(&rx);
+	while (pos < wn && ev.kind != KP_RX_FRAME) {
+		pos += kp_rx_feed(&rx, wire + pos, wn - pos, &ev);
+		if (ev.kind == KP_RX_ERROR) {
+			fail(v, "wire: %s", ename(ev.err));
+			return 0;
+		}
+	}
+	if (ev.kind != KP_RX_FRAME || (ev.hdr.flags & KP_FLAG_SEALED) == 0 ||
+	    (d = kp_msg_find(ev.hdr.type)) == NULL) {
+		fail(v, "not a sealed frame of a known type");
+		return 0;
+	}
+	if (!check_bytes(v, "sealed payload", ev.payload, ev.hdr.len, payload,
+			 sn) ||
+	    kp_seal_split(ev.payload, ev.hdr.len, &got_ctr, &ct_len) != KP_OK ||
+	    got_ctr != ctr) {
+		fail(v, "counter");
+		return 0;
+	}
+	rsp = (ev.hdr.flags & KP_FLAG_RESPONSE) != 0;
+	kp_seal_nonce(rsp ? KP_SEAL_DIR_A2H : KP_SEAL_DIR_H2A, ev.hdr.type, ctr,
+		      nb);
+	if (!check_bytes(v, "nonce", nb, sizeof(nb), nonce, nn))
+		return 0;
+	kp_seal_aad(&ev.hdr, ctr, aad);
+	memcpy(tag, ev.payload + KP_SEAL_CTR_LEN + ct_len, 16);
+	x = EVP_CIPHER_CTX_new();
+	if (x == NULL ||
+	    EVP_DecryptInit_ex(x, EVP_aes_256_gcm(), NULL, key, nb) != 1 ||
+	    EVP_DecryptUpdate(x, NULL, &len, aad, (int)sizeof(aad)) != 1 ||
+	    EVP_DecryptUpdate(x, got, &len, ev.payload + KP_SEAL_CTR_LEN,
+			      (int)ct_len) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1 ||
+	    EVP_DecryptFinal_ex(x, got + len, &len) != 1) {
+		fail(v, "AES-GCM: does not authenticate");
+		goto out;
+	}
+	if (!check_bytes(v, "plain", got, ct_len, plain, pn))
+		goto out;
+	{
+		char m[64];
+
+		snprintf(m, sizeof(m), "%s %s", d->name, rsp ? "rsp" : "req");
+		if (strcmp(m, message) != 0) {
+			fail(v, "frame carries '%s'", m);
+			goto out;
+		}
+	}
+	f = rsp ? d->rsp : d->req;
+	nf = rsp ? d->nrsp : d->nreq;
+	if (kp_tlv_decode(f, nf, dec.b, sizeof(dec.b), got, ct_len) != KP_OK ||
+	    build(v, f, nf, &want) != 0 || !same_fields(v, f, nf, &want, &dec))
+		goto out;
+	if (kp_tlv_encode(f, nf, want.b, out, sizeof(out), &n) != KP_OK ||
+	    !check_bytes(v, "encoded plain", out, n, plain, pn))
+		goto out;
+	/* one flipped tag bit and the frame no longer authenticates */
+	tag[0] ^= 1;
+	if (EVP_DecryptInit_ex(x, EVP_aes_256_gcm(), NULL, key, nb) != 1 ||
+	    EVP_DecryptUpdate(x, NULL, &len, aad, (int)sizeof(aad)) != 1 ||
+	    EVP_DecryptUpdate(x, got, &len, ev.payload + KP_SEAL_CTR_LEN,
+			      (int)ct_len) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1 ||
+	    EVP_DecryptFinal_ex(x, got + len, &len) == 1) {
+		fail(v, "a modified tag still authenticates");
+		goto out;
+	}
+	ok = 1;
+out:
+	EVP_CIPHER_CTX_free(x);
+	return ok;
+}
+
 static int run_vectors(const vecset_t *vs)
 {
 	int passed = 0;
 
+	all_vectors = vs;
 	for (size_t i = 0; i < vs->n; i++) {
 		const vector_t *v = &vs->v[i];
 		const char *kind = get(v, "kind");
@@ -659,6 +945,10 @@ static int run_vectors(const vecset_t *vs)
 			ok = do_frame(v);
 		else if (strcmp(kind, "blob") == 0)
 			ok = do_blob(v);
+		else if (strcmp(kind, "secure") == 0)
+			ok = do_secure(v);
+		else if (strcmp(kind, "sealed") == 0)
+			ok = do_sealed(v);
 		else if (strcmp(kind, "challenge") == 0)
 			ok = do_challenge(v);
 		else {
