@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -425,14 +426,25 @@ static void ca_key(parse_t *p, const char *key, const char *value)
 	if (strcmp(key, "cert") == 0 && (c->ca_cert_line = p->line) != 0)
 		(void)set_path(p, "ca", key, value, c->ca_cert,
 			       sizeof(c->ca_cert));
-	else if (strcmp(key, "key") == 0 && (c->ca_key_line = p->line) != 0)
+	else if (strcmp(key, "key") == 0 && (c->ca_key_line = p->line) != 0 &&
+		 strncasecmp(value, "pkcs11:", 7) == 0) {
+		/* an RFC 7512 URI: kept as written, never path-resolved */
+		if (strlen(value) >= sizeof(c->ca_key))
+			perr(p, p->line, "[ca] key = '%s': URI too long", value);
+		else
+			snprintf(c->ca_key, sizeof(c->ca_key), "%s", value);
+	} else if (strcmp(key, "key") == 0)
 		(void)set_path(p, "ca", key, value, c->ca_key,
 			       sizeof(c->ca_key));
 	else if (strcmp(key, "chain") == 0 && (c->ca_chain_line = p->line) != 0)
 		(void)set_path(p, "ca", key, value, c->ca_chain,
 			       sizeof(c->ca_chain));
+	else if (strcmp(key, "pkcs11_module") == 0 &&
+		 (c->ca_pkcs11_module_line = p->line) != 0)
+		(void)set_path(p, "ca", key, value, c->ca_pkcs11_module,
+			       sizeof(c->ca_pkcs11_module));
 	else
-		perr(p, p->line, "[ca] unknown key '%s' (= '%s'); known: cert, key, chain",
+		perr(p, p->line, "[ca] unknown key '%s' (= '%s'); known: cert, key, chain, pkcs11_module",
 		     key, value);
 }
 

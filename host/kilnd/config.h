@@ -3,7 +3,8 @@
  *
  *   [station]       id, registry, control_socket, socket_group,
  *                   station_key, log_level, checkpoint_interval
- *   [ca]            cert, key, chain
+ *   [ca]            cert, key (a PEM file or a pkcs11: URI), chain,
+ *                   pkcs11_module
  *   [profile NAME]  keys forwarded one by one to ks_profile_set()
  *   [slot NAME]     port (a link spec), enabled
  *
@@ -64,10 +65,12 @@ typedef struct {
 	char ca_cert[PATH_MAX];
 	char ca_key[PATH_MAX];
 	char ca_chain[PATH_MAX]; /* "" = none */
+	char ca_pkcs11_module[PATH_MAX]; /* "" = URI module-path or default */
 
 	/* lines of the keys above (0 = not given), for later diagnostics */
 	unsigned registry_line, station_key_line;
 	unsigned ca_line, ca_cert_line, ca_key_line, ca_chain_line;
+	unsigned ca_pkcs11_module_line;
 
 	kd_profile_cfg_t *profiles;
 	size_t nprofiles;

@@ -186,6 +186,8 @@ int main(int argc, char **argv)
 		{"check-config", no_argument, NULL, 'C'},
 		{"version", no_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
+		/* internal: run as the signer process (kd_signer_main()) */
+		{"signer-fd", required_argument, NULL, 'F'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *path = NULL;
@@ -194,7 +196,7 @@ int main(int argc, char **argv)
 	kd_daemon_t *d = NULL;
 	char *err = NULL;
 	sigset_t set;
-	int opt, rc = 1, ready_fd = -1;
+	int opt, rc = 1, ready_fd = -1, signer_fd = -1;
 
 	while ((opt = getopt_long(argc, argv, "c:fh", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -210,6 +212,19 @@ int main(int argc, char **argv)
 		case 'C':
 			check = true;
 			break;
+		case 'F': {
+			char *end;
+			long v;
+
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || v < 3 || v > 65535) {
+				usage(stderr);
+				return 2;
+			}
+			signer_fd = (int)v;
+			break;
+		}
 		case 'V':
 			printf("kilnd %s\n", KILN_VERSION);
 			return 0;
@@ -224,6 +239,11 @@ int main(int argc, char **argv)
 	if (path == NULL || optind != argc) {
 		usage(stderr);
 		return 2;
+	}
+	if (signer_fd >= 0) {
+		if (use_syslog)
+			ks_log_use_syslog("kiln-signer");
+		return kd_signer_main(path, signer_fd);
 	}
 	err = calloc(1, KD_ERRBUF);
 	if (err == NULL)

@@ -10,7 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -19,6 +24,7 @@
 
 #include "host/lib/ca.h"
 #include "host/lib/log.h"
+#include "host/lib/p11.h"
 #include "host/lib/profile.h"
 #include "host/lib/registry.h"
 #include "host/lib/signer.h"
@@ -132,7 +138,8 @@ static ks_err_t load_signer(kd_daemon_t *d, char *err, size_t errlen)
 	ks_err_t r;
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		if (files[i].path[0] != '\0' && access(files[i].path, R_OK) != 0) {
+		if (files[i].path[0] != '\0' && !ks_p11_is_uri(files[i].path) &&
+		    access(files[i].path, R_OK) != 0) {
 			addf(err, errlen, "%s:%u: [ca] %s = '%s': %s", c->path,
 			     files[i].line, files[i].key, files[i].path,
 			     strerror(errno));
@@ -141,14 +148,18 @@ static ks_err_t load_signer(kd_daemon_t *d, char *err, size_t errlen)
 	}
 	if (missing)
 		return KS_ERR_CONFIG;
-	r = ks_ca_load(c->ca_cert, c->ca_key,
-		       c->ca_chain[0] ? c->ca_chain : NULL, &ca);
+	r = ks_ca_load_ex(c->ca_cert, c->ca_key,
+			  c->ca_chain[0] ? c->ca_chain : NULL,
+			  c->ca_pkcs11_module[0] ? c->ca_pkcs11_module : NULL,
+			  &ca);
 	if (r != KS_OK) {
 		const char *what =
 			r == KS_ERR_VERIFY
 				? "the key does not match the certificate, or the certificate does not verify against the chain"
 			: r == KS_ERR_POLICY
 				? "the certificate is not an EC CA allowed to sign certificates"
+			: r == KS_ERR_NOTFOUND
+				? "no such token or key in the token"
 				: ks_strerror((int)r);
 
 		addf(err, errlen, "%s:%u: [ca] cert = '%s', key = '%s'%s%s: %s",
@@ -171,6 +182,135 @@ static ks_err_t load_signer(kd_daemon_t *d, char *err, size_t errlen)
 		}
 	}
 	return KS_OK;
+}
+
+/*
+ * The release gate: a development CA or a published test key is refused
+ * for a profile marked production, and allowed with a warning otherwise.
+ */
+static ks_err_t release_gate(kd_daemon_t *d, char *err, size_t errlen)
+{
+	char msg[1024];
+	int warn = 0;
+	ks_err_t r;
+
+	r = ks_ca_release_gate(ks_signer_chain(d->signer), d->profiles,
+			       d->cfg->nprofiles, &warn, msg, sizeof(msg));
+	if (r == KS_ERR_POLICY) {
+		addf(err, errlen, "%s:%u: [ca]: release gate: %s", d->cfg->path,
+		     d->cfg->ca_line, msg);
+		return KS_ERR_CONFIG;
+	}
+	if (r != KS_OK) {
+		addf(err, errlen, "release gate: %s", ks_strerror((int)r));
+		return r;
+	}
+	if (warn)
+		ks_log_warn("%s", msg);
+	return KS_OK;
+}
+
+/*
+ * Start the signer process: fork, then exec this same program as
+ * "--signer-fd N -c CONFIG" so the signer begins from a fresh image (no
+ * memory shared with the slot workers, its own address-space layout). It
+ * loads the CA key itself; this process never does. The connection is
+ * completed by ks_signer_connect() once the registry is open.
+ */
+static ks_err_t spawn_signer(kd_daemon_t *d, int *fd_out, pid_t *pid_out,
+			     char *err, size_t errlen)
+{
+	char exe[PATH_MAX], fdarg[16];
+	int sv[2];
+	ssize_t n;
+	pid_t pid;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0) {
+		addf(err, errlen, "cannot find my own executable: %s",
+		     strerror(errno));
+		return KS_ERR_IO;
+	}
+	exe[n] = '\0';
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+		addf(err, errlen, "socketpair: %s", strerror(errno));
+		return KS_ERR_IO;
+	}
+	snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
+	pid = fork();
+	if (pid < 0) {
+		addf(err, errlen, "fork: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return KS_ERR_IO;
+	}
+	if (pid == 0) {
+		char *argv[] = { exe, (char *)"--signer-fd", fdarg,
+				 (char *)"-c", d->cfg->path, NULL };
+
+		/* die with the station; keep only our end across exec */
+		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (fcntl(sv[1], F_SETFD, 0) == 0)
+			execv(exe, argv);
+		_exit(127);
+	}
+	close(sv[1]);
+	*fd_out = sv[0];
+	*pid_out = pid;
+	return KS_OK;
+}
+
+int kd_signer_main(const char *config_path, int fd)
+{
+	kd_config_t *cfg = NULL;
+	kd_daemon_t d;
+	ks_signer_serve_cfg_t sc;
+	char *err = calloc(1, 8192);
+	sigset_t all;
+	ks_err_t r;
+	int rc = 1;
+
+	/* kilnd blocks its signals for sigwait(); the signer wants the
+	 * default actions (SIGTERM ends it) */
+	sigfillset(&all);
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	(void)prctl(PR_SET_DUMPABLE, 0); /* no core dumps, no ptrace peers */
+	memset(&d, 0, sizeof(d));
+	memset(&sc, 0, sizeof(sc));
+	if (err == NULL)
+		goto out;
+	if (kd_config_load(config_path, &cfg, err, 8192) != KS_OK) {
+		sc.load_error = err;
+	} else {
+		ks_log_set_level((ks_log_level_t)cfg->log_level);
+		d.cfg = cfg;
+		r = build_profiles(&d, err, 8192);
+		if (r == KS_OK)
+			r = load_signer(&d, err, 8192);
+		if (r != KS_OK) {
+			ks_signer_free(&d.signer);
+			sc.load_error = err;
+		}
+		sc.registry = cfg->registry;
+		sc.station_id = cfg->station_id;
+	}
+	if (sc.load_error != NULL) {
+		size_t len = strlen(err);
+
+		while (len > 0 && err[len - 1] == '\n')
+			err[--len] = '\0';
+		if (len == 0)
+			snprintf(err, 8192, "the signer could not load the CA");
+	}
+	r = ks_signer_serve(&d.signer, fd, &sc);
+	rc = r == KS_OK ? 0 : 1;
+out:
+	close(fd);
+	free(d.profiles);
+	free(d.profile_ptrs);
+	kd_config_free(&cfg);
+	free(err);
+	return rc;
 }
 
 /* Quotas and issued counts survive restarts: seed them from the registry. */
@@ -203,7 +343,9 @@ ks_err_t kd_station_open(kd_config_t **cfgp, bool check_only, kd_daemon_t **out,
 	ks_engine_config_t ec;
 	char msg[512];
 	ks_err_t r = KS_ERR_NOMEM;
-	int rr;
+	int rr, signer_fd = -1;
+	pid_t signer_pid = 0;
+	char cmsg[1100];
 
 	*out = NULL;
 	err[0] = '\0';
@@ -238,9 +380,19 @@ ks_err_t kd_station_open(kd_config_t **cfgp, bool check_only, kd_daemon_t **out,
 	r = build_profiles(d, err, errlen);
 	if (r == KS_ERR_NOMEM)
 		goto out;
-	/* report CA and key problems too, even when profiles failed */
-	if (load_signer(d, err, errlen) != KS_OK)
+	/* report CA and key problems too, even when profiles failed. A
+	 * configuration check loads the CA here; a running station leaves
+	 * the key to the signer process (spawned before the registry is
+	 * opened, connected after) */
+	if (check_only) {
+		if (load_signer(d, err, errlen) != KS_OK)
+			r = KS_ERR_CONFIG;
+		else if (release_gate(d, err, errlen) != KS_OK)
+			r = KS_ERR_CONFIG;
+	} else if (r == KS_OK &&
+		   spawn_signer(d, &signer_fd, &signer_pid, err, errlen) != KS_OK) {
 		r = KS_ERR_CONFIG;
+	}
 	msg[0] = '\0';
 	d->station_key = kd_load_private_key(c->station_key, msg, sizeof(msg));
 	if (d->station_key == NULL) {
@@ -258,9 +410,31 @@ ks_err_t kd_station_open(kd_config_t **cfgp, bool check_only, kd_daemon_t **out,
 		r = (ks_err_t)rr;
 		goto out;
 	}
+	cmsg[0] = '\0';
+	r = ks_signer_connect(signer_fd, signer_pid, &d->signer, cmsg,
+			      sizeof(cmsg));
+	signer_fd = -1; /* taken (and on failure closed and reaped) */
+	if (r != KS_OK) {
+		char *line = cmsg;
+
+		/* the signer reports one problem per line, as FILE:LINE */
+		while (line != NULL && *line != '\0') {
+			char *nl = strchr(line, '\n');
+
+			if (nl != NULL)
+				*nl = '\0';
+			addf(err, errlen, "%s", line);
+			line = nl != NULL ? nl + 1 : NULL;
+		}
+		r = KS_ERR_CONFIG;
+		goto out;
+	}
+	r = release_gate(d, err, errlen);
+	if (r != KS_OK)
+		goto out;
 	rr = ks_reg_set_station_key(d->reg, d->station_key);
 	ks_reg_set_checkpoint_interval(d->reg, c->checkpoint_interval);
-	if (rr == KS_OK)
+	if (rr == KS_OK && !ks_signer_is_remote(d->signer))
 		rr = (int)seed_lots(d);
 	if (rr != KS_OK) {
 		addf(err, errlen, "registry %s: %s", c->registry, ks_strerror((int)rr));
@@ -281,6 +455,11 @@ ks_err_t kd_station_open(kd_config_t **cfgp, bool check_only, kd_daemon_t **out,
 	}
 	r = KS_OK;
 out:
+	if (signer_fd >= 0) { /* failed before the signer was connected */
+		close(signer_fd);
+		while (waitpid(signer_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
 	if (r != KS_OK)
 		kd_station_close(&d);
 	*out = d;

@@ -19,6 +19,14 @@ ks_err_t kd_station_open(kd_config_t **cfg, bool check_only, kd_daemon_t **out,
 			 char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/**
+ * Main of the signer process (kilnd --signer-fd N -c CONFIG, started by
+ * kd_station_open()): loads the configuration, profiles and CA key and
+ * serves signing requests on @fd (ks_signer_serve()) until kilnd closes
+ * it. Returns the process exit status.
+ */
+int kd_signer_main(const char *config_path, int fd);
+
 /** Tear everything down (NULL-safe); clears the pointer. */
 void kd_station_close(kd_daemon_t **d);
 

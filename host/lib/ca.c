@@ -25,10 +25,13 @@
 
 #include "host/lib/ca_priv.h"
 #include "host/lib/log.h"
+#include "host/lib/p11.h"
 
 struct ks_ca {
 	X509 *cert;
-	EVP_PKEY *key;
+	EVP_PKEY *key;         /* the private key, or only the public key
+				  when the private key is in a token */
+	ks_p11_key_t *p11;     /* the token key, NULL for a PEM key */
 	STACK_OF(X509) *chain; /* cert first, then issuers up to the root */
 };
 
@@ -119,9 +122,9 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value)
  * A CA certificate for @key, named CN=<cn>,O=<org>, signed by issuer_key
  * (self-signed when issuer is NULL). pathlen < 0: no path length limit.
  */
-static X509 *make_ca_cert(const char *cn, const char *org, EVP_PKEY *key,
-			  X509 *issuer, EVP_PKEY *issuer_key, int days,
-			  int pathlen)
+static X509 *make_ca_cert(const char *cn, const char *org, const char *ou,
+			  EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key,
+			  int days, int pathlen)
 {
 	X509 *x = NULL, *ret = NULL;
 	X509_NAME *name = NULL;
@@ -143,6 +146,11 @@ static X509 *make_ca_cert(const char *cn, const char *org, EVP_PKEY *key,
 	    X509_NAME_add_entry_by_NID(name, NID_organizationName,
 				       MBSTRING_UTF8,
 				       (const unsigned char *)org, -1, -1, 0) != 1)
+		goto out;
+	if (ou != NULL &&
+	    X509_NAME_add_entry_by_NID(name, NID_organizationalUnitName,
+				       MBSTRING_UTF8,
+				       (const unsigned char *)ou, -1, -1, 0) != 1)
 		goto out;
 	if (X509_set_subject_name(x, name) != 1 ||
 	    X509_set_issuer_name(x, issuer != NULL ?
@@ -258,8 +266,13 @@ out:
 	return r;
 }
 
-ks_err_t ks_ca_init_dev(const char *dir, const char *org, char *err,
-			size_t errlen)
+/*
+ * Create the development PKI in @dir. With @p11_uri the station CA key is
+ * generated inside that token (never written to a file); otherwise it is
+ * written to station-ca.key.
+ */
+static ks_err_t init_pki(const char *dir, const char *org, const char *p11_uri,
+			 const char *p11_module, char *err, size_t errlen)
 {
 	static const char *const files[] = {
 		KS_CA_FILE_ROOT,      KS_CA_FILE_CERT,      KS_CA_FILE_KEY,
@@ -293,6 +306,10 @@ ks_err_t ks_ca_init_dev(const char *dir, const char *org, char *err,
 			return KS_ERR_ARG;
 		}
 	}
+	if (p11_uri != NULL && !ks_p11_is_uri(p11_uri)) {
+		set_err(err, errlen, "'%s' is not a pkcs11: URI", p11_uri);
+		return KS_ERR_ARG;
+	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		set_err(err, errlen, "%s: %s", dir, strerror(errno));
 		return KS_ERR_IO;
@@ -315,25 +332,42 @@ ks_err_t ks_ca_init_dev(const char *dir, const char *org, char *err,
 
 	r = KS_ERR_CRYPTO;
 	root_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	audit_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-	if (root_key == NULL || ca_key == NULL || audit_key == NULL) {
+	if (root_key == NULL || audit_key == NULL) {
 		set_err(err, errlen, "P-256 key generation failed");
 		goto out;
 	}
+	if (p11_uri != NULL) {
+		r = ks_p11_keygen(p11_uri, p11_module, &ca_key, err, errlen);
+		if (r != KS_OK)
+			goto out;
+		r = KS_ERR_CRYPTO;
+	} else {
+		ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+		if (ca_key == NULL) {
+			set_err(err, errlen, "P-256 key generation failed");
+			goto out;
+		}
+	}
 	snprintf(cn, sizeof(cn), "%s Development Root CA", org);
-	root = make_ca_cert(cn, org, root_key, NULL, root_key, 3650, -1);
+	root = make_ca_cert(cn, org, KS_CA_DEV_MARKER, root_key, NULL,
+			    root_key, 3650, -1);
 	snprintf(cn, sizeof(cn), "%s Station CA", org);
 	if (root != NULL)
-		ca = make_ca_cert(cn, org, ca_key, root, root_key, 1826, 0);
+		ca = make_ca_cert(cn, org, KS_CA_DEV_MARKER, ca_key, root,
+				  root_key, 1826, 0);
 	if (root == NULL || ca == NULL) {
 		set_err(err, errlen, "creating the CA certificates failed");
 		goto out;
 	}
 
 	/* Private files first: if one fails nothing public points at it. */
-	r = write_pem(path[2], PEM_KEY, ca_key, NULL, 0600, err, errlen);
-	created[2] = r == KS_OK;
+	r = KS_OK;
+	if (p11_uri == NULL) {
+		r = write_pem(path[2], PEM_KEY, ca_key, NULL, 0600, err,
+			      errlen);
+		created[2] = r == KS_OK;
+	}
 	if (r == KS_OK) {
 		r = write_pem(path[4], PEM_KEY, audit_key, NULL, 0600, err,
 			      errlen);
@@ -357,7 +391,9 @@ ks_err_t ks_ca_init_dev(const char *dir, const char *org, char *err,
 		created[3] = r == KS_OK;
 	}
 	if (r == KS_OK)
-		ks_log_info("development CA for '%s' created in %s", org, dir);
+		ks_log_info("development CA for '%s' created in %s%s%s", org,
+			    dir, p11_uri ? ", station CA key in " : "",
+			    p11_uri ? "the token" : "");
 out:
 	if (r != KS_OK) {
 		for (i = 0; i < 6; i++) {
@@ -371,6 +407,23 @@ out:
 	EVP_PKEY_free(ca_key);
 	EVP_PKEY_free(root_key); /* the dev root key is never kept */
 	return r;
+}
+
+ks_err_t ks_ca_init_dev(const char *dir, const char *org, char *err,
+			size_t errlen)
+{
+	return init_pki(dir, org, NULL, NULL, err, errlen);
+}
+
+ks_err_t ks_ca_init_dev_pkcs11(const char *dir, const char *org,
+			       const char *uri, const char *module, char *err,
+			       size_t errlen)
+{
+	if (uri == NULL) {
+		set_err(err, errlen, "a pkcs11: URI is required");
+		return KS_ERR_ARG;
+	}
+	return init_pki(dir, org, uri, module, err, errlen);
 }
 
 /* --- loading ------------------------------------------------------------ */
@@ -569,6 +622,38 @@ ks_err_t ks_ca_verify_der(const STACK_OF(X509) *chain, const uint8_t *der,
 ks_err_t ks_ca_load(const char *cert_pem_path, const char *key_uri,
 		    const char *chain_pem_path, ks_ca_t **out)
 {
+	return ks_ca_load_ex(cert_pem_path, key_uri, chain_pem_path, NULL, out);
+}
+
+/*
+ * Check that the token key belongs to @cert: sign a random digest in the
+ * token and verify it with the certificate's public key.
+ */
+static ks_err_t p11_key_matches(ks_p11_key_t *k, EVP_PKEY *pub)
+{
+	uint8_t md[32], sig[KS_P11_SIG_DER_MAX];
+	size_t siglen = sizeof(sig);
+	EVP_PKEY_CTX *ctx = NULL;
+	ks_err_t r;
+
+	if (RAND_bytes(md, sizeof(md)) != 1)
+		return KS_ERR_CRYPTO;
+	r = ks_p11_sign_digest(k, md, sig, &siglen);
+	if (r != KS_OK)
+		return r;
+	r = KS_ERR_VERIFY;
+	ctx = EVP_PKEY_CTX_new(pub, NULL);
+	if (ctx != NULL && EVP_PKEY_verify_init(ctx) == 1 &&
+	    EVP_PKEY_verify(ctx, sig, siglen, md, sizeof(md)) == 1)
+		r = KS_OK;
+	EVP_PKEY_CTX_free(ctx);
+	return r;
+}
+
+ks_err_t ks_ca_load_ex(const char *cert_pem_path, const char *key_uri,
+		       const char *chain_pem_path, const char *pkcs11_module,
+		       ks_ca_t **out)
+{
 	ks_ca_t *ca = NULL;
 	STACK_OF(X509) *certs = NULL, *extra = NULL;
 	char why[128];
@@ -599,15 +684,37 @@ ks_err_t ks_ca_load(const char *cert_pem_path, const char *key_uri,
 	}
 	/* The first certificate is the CA; any others are chain material. */
 	ca->cert = sk_X509_shift(certs);
-	r = store_load(key_uri, &ca->key, NULL);
-	if (r != KS_OK)
-		goto out;
+	if (ks_p11_is_uri(key_uri)) {
+		char msg[256] = "";
+
+		r = ks_p11_key_open(key_uri, pkcs11_module, &ca->p11, msg,
+				    sizeof(msg));
+		if (r != KS_OK) {
+			ks_log_error("CA key %s: %s", key_uri, msg);
+			goto out;
+		}
+		ca->key = X509_get_pubkey(ca->cert);
+		if (ca->key == NULL) {
+			r = KS_ERR_VERIFY;
+			goto out;
+		}
+		if (p11_key_matches(ca->p11, ca->key) != KS_OK) {
+			ks_log_error("the token key %s does not match the certificate %s",
+				     key_uri, cert_pem_path);
+			r = KS_ERR_VERIFY;
+			goto out;
+		}
+	} else {
+		r = store_load(key_uri, &ca->key, NULL);
+		if (r != KS_OK)
+			goto out;
+	}
 	if (ca->key == NULL) {
 		ks_log_error("%s: no private key", key_uri);
 		r = KS_ERR_VERIFY;
 		goto out;
 	}
-	if (X509_check_private_key(ca->cert, ca->key) != 1) {
+	if (ca->p11 == NULL && X509_check_private_key(ca->cert, ca->key) != 1) {
 		ks_log_error("the key %s does not match the certificate %s",
 			     key_uri, cert_pem_path);
 		r = KS_ERR_VERIFY;
@@ -682,6 +789,242 @@ void ks_ca_free(ks_ca_t **ca)
 	sk_X509_pop_free((*ca)->chain, X509_free);
 	X509_free((*ca)->cert);
 	EVP_PKEY_free((*ca)->key);
+	ks_p11_key_free(&(*ca)->p11);
 	OPENSSL_free(*ca);
 	*ca = NULL;
+}
+
+/* --- signing ------------------------------------------------------------ */
+
+/* Append a DER length; returns the number of bytes written (<= 4). */
+static size_t der_len(uint8_t *p, size_t len)
+{
+	if (len < 0x80) {
+		p[0] = (uint8_t)len;
+		return 1;
+	}
+	if (len < 0x100) {
+		p[0] = 0x81;
+		p[1] = (uint8_t)len;
+		return 2;
+	}
+	p[0] = 0x82;
+	p[1] = (uint8_t)(len >> 8);
+	p[2] = (uint8_t)len;
+	return 3;
+}
+
+/*
+ * Sign @x with the token key. OpenSSL cannot drive a non-exportable key
+ * without an ENGINE or provider, so the certificate is assembled here:
+ * the TBS signature algorithm is set to ecdsa-with-SHA256, the TBS bytes
+ * are re-encoded (i2d_re_X509_tbs), the token signs their SHA-256, and
+ *   Certificate ::= SEQUENCE { tbs, AlgorithmIdentifier, BIT STRING sig }
+ * is written out and parsed back. The result is verified with the CA's
+ * public key before it is returned, so a faulty token cannot slip a bad
+ * signature into the registry.
+ */
+static ks_err_t sign_p11(const ks_ca_t *ca, X509 *x, unsigned char **der,
+			 int *derlen)
+{
+	/* X509_get0_tbs_sigalg() hands out the certificate's own, mutable
+	 * field as const; OpenSSL 3.0 has no setter for it. */
+	X509_ALGOR *tbs_alg = (X509_ALGOR *)X509_get0_tbs_sigalg(x);
+	X509_ALGOR *alg = NULL;
+	unsigned char *tbs = NULL, *algder = NULL, *buf = NULL;
+	const unsigned char *cp;
+	uint8_t sig[KS_P11_SIG_DER_MAX];
+	size_t siglen = sizeof(sig), body, pos;
+	int tbslen, alglen;
+	X509 *parsed = NULL;
+	ks_err_t r = KS_ERR_CRYPTO;
+
+	if (X509_ALGOR_set0(tbs_alg, OBJ_nid2obj(NID_ecdsa_with_SHA256),
+			    V_ASN1_UNDEF, NULL) != 1)
+		goto out;
+	tbslen = i2d_re_X509_tbs(x, &tbs);
+	alg = X509_ALGOR_new();
+	if (tbslen <= 0 || alg == NULL ||
+	    X509_ALGOR_set0(alg, OBJ_nid2obj(NID_ecdsa_with_SHA256),
+			    V_ASN1_UNDEF, NULL) != 1)
+		goto out;
+	alglen = i2d_X509_ALGOR(alg, &algder);
+	if (alglen <= 0)
+		goto out;
+	r = ks_p11_sign(ca->p11, tbs, (size_t)tbslen, sig, &siglen);
+	if (r != KS_OK)
+		goto out;
+	r = KS_ERR_CRYPTO;
+	/* BIT STRING: tag, length, 0 unused bits, signature */
+	body = (size_t)tbslen + (size_t)alglen + 2 + 1 + siglen;
+	if (body > 60000)
+		goto out;
+	buf = OPENSSL_malloc(body + 8);
+	if (buf == NULL)
+		goto out;
+	pos = 0;
+	buf[pos++] = 0x30;
+	pos += der_len(buf + pos, body);
+	memcpy(buf + pos, tbs, (size_t)tbslen);
+	pos += (size_t)tbslen;
+	memcpy(buf + pos, algder, (size_t)alglen);
+	pos += (size_t)alglen;
+	buf[pos++] = 0x03;
+	buf[pos++] = (uint8_t)(siglen + 1); /* siglen <= 80 */
+	buf[pos++] = 0x00;
+	memcpy(buf + pos, sig, siglen);
+	pos += siglen;
+	cp = buf;
+	parsed = d2i_X509(NULL, &cp, (long)pos);
+	if (parsed == NULL || cp != buf + pos) {
+		ks_log_error("assembling the token-signed certificate failed");
+		goto out;
+	}
+	if (X509_verify(parsed, ca->key) != 1) {
+		ks_log_error("the token's signature does not verify with the CA certificate's key");
+		r = KS_ERR_VERIFY;
+		goto out;
+	}
+	*der = buf;
+	*derlen = (int)pos;
+	buf = NULL;
+	r = KS_OK;
+out:
+	X509_free(parsed);
+	OPENSSL_free(buf);
+	OPENSSL_free(algder);
+	OPENSSL_free(tbs);
+	X509_ALGOR_free(alg);
+	return r;
+}
+
+ks_err_t ks_ca_sign_der(const ks_ca_t *ca, X509 *x, unsigned char **der,
+			int *len)
+{
+	ks_err_t r;
+
+	if (ca == NULL || x == NULL || der == NULL || len == NULL)
+		return KS_ERR_ARG;
+	*der = NULL;
+	*len = 0;
+	if (ca->p11 != NULL) {
+		r = sign_p11(ca, x, der, len);
+	} else if (X509_sign(x, ca->key, EVP_sha256()) <= 0) {
+		r = KS_ERR_CRYPTO;
+	} else {
+		*len = i2d_X509(x, der);
+		r = *len > 0 ? KS_OK : KS_ERR_CRYPTO;
+	}
+	if (r != KS_OK)
+		log_ossl(__func__);
+	return r;
+}
+
+int ks_ca_key_in_token(const ks_ca_t *ca)
+{
+	return ca != NULL && ca->p11 != NULL;
+}
+
+/* --- release gate ------------------------------------------------------- */
+
+/*
+ * SHA-256 of the DER SubjectPublicKeyInfo of keys that are published with
+ * kiln and therefore known to everybody: a certificate chain containing one
+ * of them is never fit for production.
+ */
+static const char *const known_test_spki[] = {
+	/* tests/data/known-test-ca.key */
+	"017c49fce4d3be28beab5e89db81e8f7554985c4b6a9df4ddd5baf1e51b43251",
+};
+
+int ks_ca_chain_is_dev(const STACK_OF(X509) *chain, char *why, size_t whylen)
+{
+	int i, n, dev = 0;
+
+	set_err(why, whylen, "%s", "");
+	n = chain != NULL ? sk_X509_num(chain) : 0;
+	for (i = 0; i < n && !dev; i++) {
+		X509 *c = sk_X509_value(chain, i);
+		X509_NAME *nm = X509_get_subject_name(c);
+		unsigned char *spki = NULL;
+		unsigned char md[32];
+		unsigned int mdlen = 0;
+		char hex[65], subj[256];
+		int len, idx = -1;
+		size_t k;
+
+		X509_NAME_oneline(nm, subj, sizeof(subj));
+		while ((idx = X509_NAME_get_index_by_NID(
+				nm, NID_organizationalUnitName, idx)) >= 0) {
+			const ASN1_STRING *v = X509_NAME_ENTRY_get_data(
+				X509_NAME_get_entry(nm, idx));
+
+			if (v != NULL &&
+			    (size_t)ASN1_STRING_length(v) ==
+				    strlen(KS_CA_DEV_MARKER) &&
+			    memcmp(ASN1_STRING_get0_data(v), KS_CA_DEV_MARKER,
+				   strlen(KS_CA_DEV_MARKER)) == 0) {
+				set_err(why, whylen,
+					"%s was made by 'kiln ca init' (OU=%s)",
+					subj, KS_CA_DEV_MARKER);
+				dev = 1;
+			}
+		}
+		len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(c), &spki);
+		if (!dev && len > 0 &&
+		    EVP_Digest(spki, (size_t)len, md, &mdlen, EVP_sha256(),
+			       NULL) == 1) {
+			for (k = 0; k < 32; k++)
+				snprintf(hex + 2 * k, 3, "%02x", md[k]);
+			for (k = 0; k < sizeof(known_test_spki) /
+						sizeof(known_test_spki[0]);
+			     k++) {
+				if (strcmp(hex, known_test_spki[k]) == 0) {
+					set_err(why, whylen,
+						"%s has a published test key (SPKI SHA-256 %s)",
+						subj, hex);
+					dev = 1;
+				}
+			}
+		}
+		OPENSSL_free(spki);
+	}
+	return dev;
+}
+
+ks_err_t ks_ca_release_gate(const STACK_OF(X509) *chain,
+			    const ks_profile_t *profiles, size_t n, int *warn,
+			    char *msg, size_t msglen)
+{
+	char why[384];
+	size_t i, used = 0;
+	ks_err_t r = KS_OK;
+
+	if (warn != NULL)
+		*warn = 0;
+	set_err(msg, msglen, "%s", "");
+	if (chain == NULL || (profiles == NULL && n > 0))
+		return KS_ERR_ARG;
+	if (!ks_ca_chain_is_dev(chain, why, sizeof(why)))
+		return KS_OK;
+	for (i = 0; i < n; i++) {
+		if (!profiles[i].production)
+			continue;
+		r = KS_ERR_POLICY;
+		if (msg != NULL && used < msglen) {
+			int w = snprintf(msg + used, msglen - used,
+					 "%sprofile '%s' is marked production = yes, but the CA is not fit for production: %s",
+					 used ? "\n" : "", profiles[i].name, why);
+
+			used += w > 0 ? (size_t)w : 0;
+		}
+	}
+	if (r == KS_OK) {
+		if (warn != NULL)
+			*warn = 1;
+		set_err(msg, msglen,
+			"development CA in use (no profile is marked production): %s",
+			why);
+	}
+	return r;
 }

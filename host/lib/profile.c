@@ -700,8 +700,22 @@ ks_err_t ks_profile_set(ks_profile_t *p, const char *key, const char *value,
 		p->lot_quota = u;
 		return KS_OK;
 	}
+	if (strcmp(key, "production") == 0) {
+		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0) {
+			p->production = 1;
+		} else if (strcmp(value, "no") == 0 ||
+			   strcmp(value, "false") == 0) {
+			p->production = 0;
+		} else {
+			set_err(err, errlen,
+				"production: bad value '%s' (expected yes or no)",
+				value);
+			return KS_ERR_CONFIG;
+		}
+		return KS_OK;
+	}
 	set_err(err, errlen,
-		"unknown profile key '%s' (known: subject, validity_days, backdate_seconds, key_usage, extended_key_usage, san_dns, san_uri, key_origin, lock, key_algorithm, lot_quota)",
+		"unknown profile key '%s' (known: subject, validity_days, backdate_seconds, key_usage, extended_key_usage, san_dns, san_uri, key_origin, lock, key_algorithm, lot_quota, production)",
 		key);
 	return KS_ERR_CONFIG;
 }

@@ -80,6 +80,8 @@ typedef struct ks_profile {
 	ks_lock_policy_t lock;
 	ks_key_alg_t key_alg;
 	uint64_t lot_quota; /* certificates per lot; 0 = unlimited */
+	uint32_t production; /* 1: release gate applies (no development CA,
+				no published test key); default 0 */
 } ks_profile_t;
 
 /** Values substituted into templates at issuance. All are NUL-terminated. */

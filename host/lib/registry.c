@@ -2170,6 +2170,7 @@ int ks_reg_audit_event(ks_reg_t *reg, const char *actor, ks_reg_event_t type,
 	case KS_REG_EV_OPERATOR:
 	case KS_REG_EV_STATION_STARTED:
 	case KS_REG_EV_STATION_STOPPED:
+	case KS_REG_EV_SIGN_REFUSED:
 		break;
 	default:
 		ks_log_error("event %s is written only with its state change",

@@ -83,7 +83,8 @@ typedef enum {
 	X(KS_REG_EV_STATION_STARTED, "STATION_STARTED")   \
 	X(KS_REG_EV_STATION_STOPPED, "STATION_STOPPED")   \
 	X(KS_REG_EV_INTERRUPTED, "INTERRUPTED")           \
-	X(KS_REG_EV_CHECKPOINT, "CHECKPOINT")
+	X(KS_REG_EV_CHECKPOINT, "CHECKPOINT")             \
+	X(KS_REG_EV_SIGN_REFUSED, "SIGN_REFUSED")
 
 typedef enum {
 #define KS_REG_X(name, str) name,
@@ -341,7 +342,9 @@ KS_REG_WUR int ks_reg_counts(ks_reg_t *reg, ks_reg_counts_t *out);
 
 /**
  * Record an operator/station event (CA_LOADED, BATCH_STARTED,
- * BATCH_STOPPED, OPERATOR, STATION_STARTED, STATION_STOPPED). Session
+ * BATCH_STOPPED, OPERATOR, STATION_STARTED, STATION_STOPPED, and
+ * SIGN_REFUSED, which the signer process writes when its request table
+ * refuses a signature: details name the session, lot and reason). Session
  * events and CHECKPOINT are refused (KS_ERR_ARG): they are written only
  * with their state change. `details_json` must be a JSON object or NULL.
  * BATCH_STOPPED and STATION_STOPPED also write a checkpoint when a

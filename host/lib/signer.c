@@ -18,6 +18,7 @@
 
 #include "host/lib/ca_priv.h"
 #include "host/lib/log.h"
+#include "host/lib/signer_priv.h"
 
 struct lot_entry {
 	char lot[KS_ISSUE_LOT_MAX];
@@ -38,6 +39,12 @@ struct ks_signer {
 	struct lot_entry *lots;
 	size_t n_lots;
 	pthread_mutex_t lock;
+	/* client of a signer process (ks_signer_connect()): no CA, no
+	 * profiles; lock serialises the round trips on remote_fd */
+	int remote;
+	int remote_fd;
+	pid_t remote_pid;
+	STACK_OF(X509) *remote_chain;
 };
 
 static int name_ok(const char *s, size_t cap, int allow_empty)
@@ -121,12 +128,13 @@ out:
 	return ext;
 }
 
+static ks_err_t chain_to_der(ks_signer_t *s, const STACK_OF(X509) *chain);
+
 ks_err_t ks_signer_new(ks_ca_t **ca, ks_signer_t **out)
 {
 	ks_signer_t *s = NULL;
 	const STACK_OF(X509) *chain;
 	struct tm tm;
-	size_t i;
 	ks_err_t r = KS_ERR_ARG;
 
 	if (out != NULL)
@@ -153,21 +161,9 @@ ks_err_t ks_signer_new(ks_ca_t **ca, ks_signer_t **out)
 		goto out;
 	s->ca_not_after = timegm(&tm);
 	chain = ks_ca_chain(s->ca);
-	s->chain_n = (size_t)sk_X509_num(chain);
-	s->chain_der = calloc(s->chain_n, sizeof(*s->chain_der));
-	s->chain_len = calloc(s->chain_n, sizeof(*s->chain_len));
-	if (s->chain_der == NULL || s->chain_len == NULL) {
-		r = KS_ERR_NOMEM;
+	r = chain_to_der(s, chain);
+	if (r != KS_OK)
 		goto out;
-	}
-	for (i = 0; i < s->chain_n; i++) {
-		int len = i2d_X509(sk_X509_value(chain, (int)i),
-				   &s->chain_der[i]);
-
-		if (len <= 0)
-			goto out;
-		s->chain_len[i] = (size_t)len;
-	}
 	*out = s;
 	s = NULL;
 	r = KS_OK;
@@ -186,6 +182,10 @@ void ks_signer_free(ks_signer_t **signer)
 	if (signer == NULL || *signer == NULL)
 		return;
 	s = *signer;
+	if (s->remote) {
+		ks_signer_remote_close(s->remote_fd, s->remote_pid);
+		sk_X509_pop_free(s->remote_chain, X509_free);
+	}
 	for (i = 0; s->chain_der != NULL && i < s->chain_n; i++)
 		OPENSSL_free(s->chain_der[i]);
 	free(s->chain_der);
@@ -208,6 +208,8 @@ ks_err_t ks_signer_add_profile(ks_signer_t *signer, const ks_profile_t *p)
 
 	if (signer == NULL || p == NULL)
 		return KS_ERR_ARG;
+	if (signer->remote)
+		return KS_ERR_UNSUPPORTED;
 	r = ks_profile_validate(p, err, sizeof(err));
 	if (r != KS_OK) {
 		ks_log_error("%s", err);
@@ -260,6 +262,8 @@ ks_err_t ks_signer_set_lot_quota(ks_signer_t *signer, const char *lot,
 	if (signer == NULL || lot == NULL ||
 	    !name_ok(lot, KS_ISSUE_LOT_MAX, 1))
 		return KS_ERR_ARG;
+	if (signer->remote)
+		return KS_ERR_UNSUPPORTED;
 	pthread_mutex_lock(&signer->lock);
 	e = lot_get(signer, lot);
 	if (e != NULL) {
@@ -280,6 +284,8 @@ ks_err_t ks_signer_set_lot_issued(ks_signer_t *signer, const char *lot,
 	if (signer == NULL || lot == NULL ||
 	    !name_ok(lot, KS_ISSUE_LOT_MAX, 1))
 		return KS_ERR_ARG;
+	if (signer->remote)
+		return KS_ERR_UNSUPPORTED;
 	pthread_mutex_lock(&signer->lock);
 	e = lot_get(signer, lot);
 	if (e != NULL) {
@@ -324,7 +330,64 @@ ks_err_t ks_signer_chain_der(const ks_signer_t *signer, size_t idx,
 
 const STACK_OF(X509) *ks_signer_chain(const ks_signer_t *signer)
 {
-	return signer != NULL ? ks_ca_chain(signer->ca) : NULL;
+	if (signer == NULL)
+		return NULL;
+	return signer->remote ? signer->remote_chain : ks_ca_chain(signer->ca);
+}
+
+int ks_signer_is_remote(const ks_signer_t *signer)
+{
+	return signer != NULL && signer->remote;
+}
+
+/* DER copies of the chain for ks_signer_chain_der(). */
+static ks_err_t chain_to_der(ks_signer_t *s, const STACK_OF(X509) *chain)
+{
+	size_t i;
+
+	s->chain_n = (size_t)sk_X509_num(chain);
+	s->chain_der = calloc(s->chain_n ? s->chain_n : 1,
+			      sizeof(*s->chain_der));
+	s->chain_len = calloc(s->chain_n ? s->chain_n : 1,
+			      sizeof(*s->chain_len));
+	if (s->chain_der == NULL || s->chain_len == NULL)
+		return KS_ERR_NOMEM;
+	for (i = 0; i < s->chain_n; i++) {
+		int len = i2d_X509(sk_X509_value(chain, (int)i),
+				   &s->chain_der[i]);
+
+		if (len <= 0)
+			return KS_ERR_CRYPTO;
+		s->chain_len[i] = (size_t)len;
+	}
+	return KS_OK;
+}
+
+ks_err_t ks_signer_new_remote(int fd, pid_t pid, STACK_OF(X509) *chain,
+			      ks_signer_t **out)
+{
+	ks_signer_t *s;
+	ks_err_t r;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return KS_ERR_NOMEM;
+	if (pthread_mutex_init(&s->lock, NULL) != 0) {
+		free(s);
+		return KS_ERR_NOMEM;
+	}
+	r = chain_to_der(s, chain);
+	if (r != KS_OK) {
+		ks_signer_free(&s); /* not remote yet: fd stays with the caller */
+		return r;
+	}
+	s->remote = 1;
+	s->remote_fd = fd;
+	s->remote_pid = pid;
+	s->remote_chain = chain;
+	*out = s;
+	return KS_OK;
 }
 
 /* Reserve one certificate of the lot's quota; call without the lock. */
@@ -400,6 +463,23 @@ static ks_err_t subject_point(const ks_issue_req_t *req,
 		ks_log_error("subject key refused: not a valid P-256 point");
 		return KS_ERR_POLICY;
 	}
+	return KS_OK;
+}
+
+ks_err_t ks_issue_req_spki_sha256(const ks_issue_req_t *req, uint8_t out[32])
+{
+	uint8_t pt[KS_P256_POINT_LEN], spki[KS_P256_SPKI_LEN];
+	unsigned int mdlen = 0;
+	ks_err_t r;
+
+	if (req == NULL || out == NULL)
+		return KS_ERR_ARG;
+	r = subject_point(req, pt);
+	if (r != KS_OK)
+		return r;
+	ks_pubkey_spki_encode(pt, spki);
+	if (EVP_Digest(spki, sizeof(spki), out, &mdlen, EVP_sha256(), NULL) != 1)
+		return KS_ERR_CRYPTO;
 	return KS_OK;
 }
 
@@ -610,6 +690,12 @@ ks_err_t ks_signer_issue(ks_signer_t *signer, const ks_issue_req_t *req,
 	if (signer == NULL || req == NULL || out == NULL)
 		return KS_ERR_ARG;
 	memset(out, 0, sizeof(*out));
+	if (signer->remote) {
+		pthread_mutex_lock(&signer->lock);
+		r = ks_signer_remote_issue(signer->remote_fd, req, out);
+		pthread_mutex_unlock(&signer->lock);
+		return r;
+	}
 	if (!name_ok(req->profile, sizeof(req->profile), 0) ||
 	    !name_ok(req->serial, sizeof(req->serial), 0) ||
 	    !name_ok(req->lot, sizeof(req->lot), 1) ||
@@ -687,11 +773,7 @@ ks_err_t ks_signer_issue(ks_signer_t *signer, const ks_issue_req_t *req,
 		goto out;
 	if (!add_extensions(signer, x, prof, san))
 		goto out;
-	if (X509_sign(x, ks_ca_key_borrow(signer->ca), EVP_sha256()) <= 0)
-		goto out;
-
-	len = i2d_X509(x, &der);
-	if (len <= 0)
+	if (ks_ca_sign_der(signer->ca, x, &der, &len) != KS_OK)
 		goto out;
 	if ((size_t)len > sizeof(out->der)) {
 		ks_log_error("certificate of %d bytes exceeds %zu", len,

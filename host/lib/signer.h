@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <openssl/evp.h>
 
@@ -50,6 +51,10 @@ typedef struct {
 	uint32_t origin; /* ks_key_origin_t */
 	uint8_t spki[KS_ISSUE_SPKI_MAX];
 	uint32_t spki_len;
+	/* registry session the certificate is for (0: none). The in-process
+	 * signer ignores it; the signer process (ks_signer_serve()) requires
+	 * a KEYED session of that id whose row matches the request. */
+	int64_t session_id;
 } ks_issue_req_t;
 
 /**
@@ -139,5 +144,59 @@ ks_err_t ks_signer_chain_der(const ks_signer_t *signer, size_t idx,
 
 /** The CA chain (borrowed), e.g. for ks_ca_verify_cert(). */
 const STACK_OF(X509) *ks_signer_chain(const ks_signer_t *signer);
+
+/**
+ * SHA-256 of the canonical DER SubjectPublicKeyInfo of the request's key
+ * (the value ks_reg_keyed() recorded and ks_issued_t.spki_sha256 carries).
+ */
+__attribute__((warn_unused_result))
+ks_err_t ks_issue_req_spki_sha256(const ks_issue_req_t *req, uint8_t out[32]);
+
+/* ---- the signer in its own process (host/lib/signer_proc.c) ----------
+ *
+ * The process that talks to devices never holds the CA key: the key is
+ * loaded by a separate signer process, which the station reaches over a
+ * SOCK_SEQPACKET socket carrying fixed-size plain-data messages. The
+ * signer enforces a request table: it signs only for a registry session
+ * in state KEYED whose public-key hash, serial, UID, profile, lot and key
+ * origin match the request, at most once per session, within the lot's
+ * quota. Every refusal is logged and recorded as a SIGN_REFUSED audit
+ * event by the signer itself.
+ */
+
+/** Configuration of ks_signer_serve(). */
+typedef struct {
+	const char *registry;   /* registry file; opened on the first HELLO */
+	const char *station_id; /* station id the signer records events as */
+	const char *load_error; /* non-NULL: the CA failed to load; every
+				   HELLO is answered with this message */
+} ks_signer_serve_cfg_t;
+
+/**
+ * Serve signing requests on @fd until the peer closes it (the signer
+ * process's main loop). Takes ownership of *signer (NULL when
+ * cfg->load_error is set) and frees it (the key is wiped) before
+ * returning. Returns KS_OK on a clean EOF.
+ */
+__attribute__((warn_unused_result))
+ks_err_t ks_signer_serve(ks_signer_t **signer, int fd,
+			 const ks_signer_serve_cfg_t *cfg);
+
+/**
+ * A client of a signer process on @fd (its pid @pid, or 0 if the caller
+ * reaps it): says HELLO (the signer then opens the registry: open it in
+ * the station first so migrations are done), fetches the chain, and
+ * returns a ks_signer_t whose ks_signer_issue() and chain calls go to the
+ * signer process. ks_signer_add_profile / set_lot_* are refused
+ * (KS_ERR_UNSUPPORTED): policy lives in the signer process. Takes @fd
+ * (closed on failure too); ks_signer_free() closes it and waits for @pid.
+ * A refusal's reason goes to err.
+ */
+__attribute__((warn_unused_result))
+ks_err_t ks_signer_connect(int fd, pid_t pid, ks_signer_t **out, char *err,
+			   size_t errlen);
+
+/** 1 if @signer is a client of a signer process. */
+int ks_signer_is_remote(const ks_signer_t *signer);
 
 #endif
