@@ -527,10 +527,11 @@ static kp_status_t h_challenge(ka_agent_t *a, const uint8_t *p, size_t n,
 	memset(d, 0, sizeof(d));
 	if (kp_challenge_req_decode(&req, p, n) != KP_OK)
 		return KP_ST_BAD_MESSAGE;
-	if (a->store.key_slot < 0)
-		return KP_ST_NO_KEY;
+	/* damage first: a flipped key slot may leave no valid key */
 	if (a->integrity != KP_ST_OK)
 		return KP_ST_INTEGRITY;
+	if (a->store.key_slot < 0)
+		return KP_ST_NO_KEY;
 	if (kp_challenge_message(a->uid, a->uid_len, req.nonce, req.nonce_len,
 				 msg, sizeof(msg), &mlen) != KP_OK)
 		return KP_ST_INTERNAL;
@@ -734,6 +735,23 @@ static void handle_frame(ka_agent_t *a, const kp_hdr_t *h, const uint8_t *p)
 			a->trace(a->trace_ctx, KA_TRACE_RETRANSMIT, h->type,
 				 h->seq, 0);
 		return;
+	}
+	/* a stale request: one of the last KA_STALE_WINDOW requests arriving
+	 * again (a delayed or replayed frame). Executing it again could undo
+	 * later work (HELLO discards staged objects, an old PUT_OBJECT
+	 * restarts an object, an old GENKEY NEW burns a key slot), so it
+	 * gets no answer, like a frame whose seq cannot be trusted. Sealed
+	 * requests are left to the channel's own counter check, which
+	 * answers a replay with KP_ST_SEAL_REPLAY. */
+	if (a->last_valid && (h->flags & KP_FLAG_SEALED) == 0) {
+		uint16_t behind = (uint16_t)(a->last_seq - h->seq);
+
+		if (behind >= 1u && behind <= KA_STALE_WINDOW) {
+			if (a->trace != NULL)
+				a->trace(a->trace_ctx, KA_TRACE_STALE, h->type,
+					 h->seq, 0);
+			return;
+		}
 	}
 	a->last_valid = true;
 	a->last_type = h->type;

@@ -179,6 +179,12 @@ kp_status_t ka_record_scan(ka_store_t *st)
 			return KP_ST_STORAGE;
 		st->key_state[i] = (uint8_t)ka_record_classify(
 			KA_REC_KEY_MAGIC, w, KA_REC_KEY_WORDS);
+		/* a check word is programmed last: a power cut leaves it
+		 * erased. Programmed but wrong means the slot changed after
+		 * it was written (a flipped bit): report, never skip it */
+		if (st->key_state[i] == KA_SLOT_BURNT &&
+		    w[KA_REC_KEY_WORDS - 1] != ERASED)
+			st->integrity = KP_ST_INTEGRITY;
 		if (st->key_state[i] == KA_SLOT_USED)
 			st->key_slot = (int8_t)i;
 	}
@@ -197,6 +203,9 @@ kp_status_t ka_record_scan(ka_store_t *st)
 			return KP_ST_STORAGE;
 		st->commit_state[i] = (uint8_t)ka_record_classify(
 			KA_REC_COMMIT_MAGIC, w, KA_REC_COMMIT_WORDS);
+		if (st->commit_state[i] == KA_SLOT_BURNT &&
+		    w[KA_REC_COMMIT_WORDS - 1] != ERASED)
+			st->integrity = KP_ST_INTEGRITY; /* as above */
 		if (st->commit_state[i] == KA_SLOT_USED) {
 			st->commit_slot = (int8_t)i;
 			bytes_from_words(st->digest, w, 8);
