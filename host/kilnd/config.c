@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <ini.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -357,6 +358,24 @@ static int parse_bool(const char *s)
 	return -1;
 }
 
+/* A group name that must exist: its name and gid into name/gid. */
+static void lookup_group(parse_t *p, const char *key, const char *value,
+			 char *name, size_t namelen, gid_t *gid)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+
+	if (value[0] == '\0' || strlen(value) >= namelen ||
+	    getgrnam_r(value, &gr, buf, sizeof(buf), &res) != 0 ||
+	    res == NULL) {
+		perr(p, p->line, "[station] %s = '%s': no such group", key,
+		     value);
+		return;
+	}
+	snprintf(name, namelen, "%s", value);
+	*gid = gr.gr_gid;
+}
+
 static void station_key(parse_t *p, const char *key, const char *value)
 {
 	kd_config_t *c = p->cfg;
@@ -381,19 +400,41 @@ static void station_key(parse_t *p, const char *key, const char *value)
 		    strlen(c->control_socket) >= sizeof(sun.sun_path))
 			perr(p, p->line, "[station] control_socket = '%s': path longer than 107 bytes (unix socket limit)",
 			     value);
-	} else if (strcmp(key, "socket_group") == 0) {
-		struct group gr, *res = NULL;
+	} else if (strcmp(key, "control_group") == 0 ||
+		   strcmp(key, "socket_group") == 0) {
+		if (c->socket_group[0] != '\0')
+			perr(p, p->line, "[station] %s = '%s': the control group is already set (control_group and socket_group are the same key)",
+			     key, value);
+		else
+			lookup_group(p, key, value, c->socket_group,
+				     sizeof(c->socket_group), &c->socket_gid);
+	} else if (strcmp(key, "operator_group") == 0) {
+		lookup_group(p, key, value, c->operator_group,
+			     sizeof(c->operator_group), &c->operator_gid);
+	} else if (strcmp(key, "auditor_group") == 0) {
+		lookup_group(p, key, value, c->auditor_group,
+			     sizeof(c->auditor_group), &c->auditor_gid);
+	} else if (strcmp(key, "group") == 0) {
+		lookup_group(p, key, value, c->group, sizeof(c->group),
+			     &c->user_gid);
+	} else if (strcmp(key, "user") == 0) {
+		struct passwd pw, *res = NULL;
 		char buf[4096];
 
-		if (value[0] == '\0' || strlen(value) >= sizeof(c->socket_group) ||
-		    getgrnam_r(value, &gr, buf, sizeof(buf), &res) != 0 ||
+		c->user_line = p->line;
+		if (value[0] == '\0' || strlen(value) >= sizeof(c->user) ||
+		    getpwnam_r(value, &pw, buf, sizeof(buf), &res) != 0 ||
 		    res == NULL) {
-			perr(p, p->line, "[station] socket_group = '%s': no such group",
+			perr(p, p->line, "[station] user = '%s': no such user",
+			     value);
+		} else if (pw.pw_uid == 0) {
+			perr(p, p->line, "[station] user = '%s': that is root; leave the key out to keep running as root",
 			     value);
 		} else {
-			snprintf(c->socket_group, sizeof(c->socket_group),
-				 "%s", value);
-			c->socket_gid = gr.gr_gid;
+			snprintf(c->user, sizeof(c->user), "%s", value);
+			c->user_uid = pw.pw_uid;
+			if (c->group[0] == '\0')
+				c->user_gid = pw.pw_gid;
 		}
 	} else if (strcmp(key, "station_key") == 0) {
 		c->station_key_line = p->line;
@@ -414,7 +455,7 @@ static void station_key(parse_t *p, const char *key, const char *value)
 		else
 			c->checkpoint_interval = (unsigned)v;
 	} else {
-		perr(p, p->line, "[station] unknown key '%s' (= '%s'); known: id, registry, control_socket, socket_group, station_key, log_level, checkpoint_interval",
+		perr(p, p->line, "[station] unknown key '%s' (= '%s'); known: id, registry, control_socket, control_group, operator_group, auditor_group, user, group, station_key, log_level, checkpoint_interval",
 		     key, value);
 	}
 }
@@ -591,6 +632,9 @@ static void check_complete(parse_t *p)
 			perr(p, p->station_line, "[station] registry is required");
 		if (c->station_key[0] == '\0')
 			perr(p, p->station_line, "[station] station_key is required");
+		if (c->group[0] != '\0' && c->user[0] == '\0')
+			perr(p, p->station_line, "[station] group = '%s' needs user (the account kilnd drops to)",
+			     c->group);
 	}
 	if (!p->have_ca) {
 		perr(p, 0, "missing [ca] section");
@@ -677,6 +721,8 @@ ks_err_t kd_config_load(const char *path, kd_config_t **out, char *err,
 	snprintf(c->control_socket, sizeof(c->control_socket), "%s",
 		 KD_DEFAULT_SOCKET);
 	c->socket_gid = (gid_t)-1;
+	c->operator_gid = c->auditor_gid = c->user_gid = (gid_t)-1;
+	c->user_uid = (uid_t)-1;
 	c->log_level = KS_LOG_INFO;
 	c->checkpoint_interval = KD_DEFAULT_CHECKPOINT;
 	p.cfg = c;

@@ -1,8 +1,10 @@
 /*
  * kilnd: the station configuration file (INI).
  *
- *   [station]       id, registry, control_socket, socket_group,
- *                   station_key, log_level, checkpoint_interval
+ *   [station]       id, registry, control_socket, control_group
+ *                   (alias socket_group), operator_group, auditor_group,
+ *                   user, group, station_key, log_level,
+ *                   checkpoint_interval
  *   [ca]            cert, key (a PEM file or a pkcs11: URI), chain,
  *                   pkcs11_module
  *   [profile NAME]  keys forwarded one by one to ks_profile_set()
@@ -56,8 +58,18 @@ typedef struct {
 	char station_id[KD_NAME_MAX];
 	char registry[PATH_MAX];
 	char control_socket[PATH_MAX];
-	char socket_group[KD_NAME_MAX]; /* "" = keep the daemon's group */
-	gid_t socket_gid;
+	char socket_group[KD_NAME_MAX]; /* control_group; "" = the daemon's */
+	gid_t socket_gid;                /* (gid_t)-1 when not set */
+	/* control roles (host/kilnd/access.h); "" = not configured */
+	char operator_group[KD_NAME_MAX];
+	gid_t operator_gid;
+	char auditor_group[KD_NAME_MAX];
+	gid_t auditor_gid;
+	/* privilege drop after start-up; user "" = stay as started */
+	char user[KD_NAME_MAX];
+	uid_t user_uid;
+	gid_t user_gid; /* `group`, else the user's primary group */
+	char group[KD_NAME_MAX]; /* "" = the user's primary group */
 	char station_key[PATH_MAX];
 	int log_level; /* ks_log_level_t */
 	unsigned checkpoint_interval; /* audit events; 0 = batch stop/exit only */
@@ -68,7 +80,7 @@ typedef struct {
 	char ca_pkcs11_module[PATH_MAX]; /* "" = URI module-path or default */
 
 	/* lines of the keys above (0 = not given), for later diagnostics */
-	unsigned registry_line, station_key_line;
+	unsigned registry_line, station_key_line, user_line;
 	unsigned ca_line, ca_cert_line, ca_key_line, ca_chain_line;
 	unsigned ca_pkcs11_module_line;
 

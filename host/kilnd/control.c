@@ -6,7 +6,10 @@
  * ({"cmd": "status", ...}); each gets one JSON object per line back
  * ({"ok": true, ...} or {"ok": false, "error": "...", "code": "..."}).
  * The peer's credentials (SO_PEERCRED) name the actor recorded for every
- * operator action. docs/operator-guide.md documents every command.
+ * operator action and decide its role (host/kilnd/access.h): peers
+ * outside the control group are refused at connect, auditors may only
+ * read; both refusals are logged and audited (OPERATOR events, "action":
+ * "denied"). docs/operator-guide.md documents every command.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,7 +27,9 @@
 
 #include <jansson.h>
 
+#include "host/kilnd/access.h"
 #include "host/kilnd/kilnd.h"
+#include "host/lib/export.h"
 #include "host/lib/log.h"
 #include "host/lib/profile.h"
 #include "host/lib/registry.h"
@@ -31,11 +37,13 @@
 #define KD_REQ_MAX 65536u     /* longest request line */
 #define KD_CONN_MAX 64        /* concurrent clients */
 #define KD_LIST_DEFAULT 1000u /* devices.list without a limit */
+#define KD_DENY_AUDIT_MAX 30  /* refusals audited per minute; more: logged */
 
 typedef struct conn {
 	kd_daemon_t *d;
 	int fd;
 	char actor[KD_NAME_MAX];
+	kd_role_t role;
 	struct conn *next;
 } conn_t;
 
@@ -121,6 +129,69 @@ static const char *opt_str(json_t *req, const char *key)
 	json_t *v = json_object_get(req, key);
 
 	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/*
+ * Record a refused connection or command (log always; audit at most
+ * KD_DENY_AUDIT_MAX per minute, so a refused peer cannot flood the
+ * registry).
+ */
+static void audit_denied(kd_daemon_t *d, const char *actor, const char *role,
+			 const char *cmd, const char *why)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static int64_t window;
+	static unsigned count, dropped;
+	int64_t now = kd_now_ms() / 60000;
+	unsigned skipped = 0;
+	bool audit;
+	json_t *j;
+	char *txt;
+
+	ks_log_warn("control: refused %s%s%s: %s", actor, cmd ? " " : "",
+		    cmd ? cmd : "", why);
+	pthread_mutex_lock(&mu);
+	if (now != window) {
+		window = now;
+		count = 0;
+		skipped = dropped;
+		dropped = 0;
+	}
+	audit = count < KD_DENY_AUDIT_MAX;
+	if (audit)
+		count++;
+	else
+		dropped++;
+	pthread_mutex_unlock(&mu);
+	if (!audit || d->reg == NULL)
+		return;
+	j = json_pack("{s:s, s:s, s:s}", "action", "denied", "role", role,
+		      "reason", why);
+	if (j == NULL)
+		return;
+	if (cmd != NULL)
+		json_object_set_new(j, "cmd", json_string(cmd));
+	if (skipped > 0)
+		json_object_set_new(j, "unaudited_before",
+				    json_integer((json_int_t)skipped));
+	txt = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (txt != NULL &&
+	    ks_reg_audit_event(d->reg, actor, KS_REG_EV_OPERATOR, txt) != KS_OK)
+		ks_log_error("cannot audit the refusal of %s", actor);
+	free(txt);
+}
+
+/* Audit an operator action that has no event of its own. */
+static void audit_action(kd_daemon_t *d, const char *actor, json_t *details)
+{
+	char *txt = details ? json_dumps(details, JSON_COMPACT) : NULL;
+
+	json_decref(details);
+	if (txt == NULL || d->reg == NULL ||
+	    ks_reg_audit_event(d->reg, actor, KS_REG_EV_OPERATOR, txt) != KS_OK)
+		ks_log_error("cannot audit an operator action of %s", actor);
+	free(txt);
 }
 
 /* ---- commands ---- */
@@ -236,6 +307,15 @@ static json_t *cmd_provision(kd_daemon_t *d, json_t *req, const char *actor)
 	r = kd_provision(d, slot, port, opt_str(req, "lot"),
 			 opt_str(req, "profile"), json_is_true(rp), actor, &res,
 			 err, sizeof(err));
+	/* the session's own events carry the actor too; this one also
+	 * records requests that never reached a board */
+	audit_action(d, actor,
+		     json_pack("{s:s, s:s, s:b, s:s, s:I, s:s, s:s}", "action",
+			       "provision", slot ? "slot" : "port",
+			       slot ? slot : port, "reprovision",
+			       json_is_true(rp), "result", ks_strerror((int)r),
+			       "session_id", (json_int_t)res.session_id,
+			       "uid", res.uid_hex, "serial", res.serial));
 	if (r != KS_OK && res.final == KS_STEP_NONE && res.session_id == 0 &&
 	    res.uid_hex[0] == '\0')
 		return fail(r, err);
@@ -426,11 +506,41 @@ static json_t *cmd_lots(kd_daemon_t *d, json_t *req, const char *actor)
 	return rsp;
 }
 
+static json_t *cmd_audit_export(kd_daemon_t *d, json_t *req, const char *actor)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp;
+	json_t *rsp, *doc;
+	json_error_t jerr;
+	int r;
+
+	(void)req;
+	(void)actor;
+	fp = open_memstream(&buf, &len);
+	if (fp == NULL)
+		return fail(KS_ERR_NOMEM, NULL);
+	r = ks_export_audit(d->reg, "json", fp);
+	if (fclose(fp) != 0 && r == KS_OK)
+		r = KS_ERR_IO;
+	if (r != KS_OK) {
+		free(buf);
+		return fail((ks_err_t)r, "cannot export the registry");
+	}
+	doc = json_loadb(buf, len, 0, &jerr);
+	free(buf);
+	if (doc == NULL)
+		return fail(KS_ERR_INTERNAL, "export is not JSON");
+	rsp = ok();
+	json_object_set_new(rsp, "export", doc);
+	return rsp;
+}
+
 static json_t *cmd_shutdown(kd_daemon_t *d, json_t *req, const char *actor)
 {
-	(void)d;
 	(void)req;
 	ks_log_info("shutdown requested by %s", actor);
+	audit_action(d, actor, json_pack("{s:s}", "action", "shutdown"));
 	kd_request_shutdown();
 	return ok();
 }
@@ -448,10 +558,17 @@ static const struct {
 	{"devices.list", cmd_devices_list},
 	{"devices.show", cmd_devices_show},
 	{"lots", cmd_lots},
+	{"audit.export", cmd_audit_export},
 	{"shutdown", cmd_shutdown},
 };
 
 json_t *kd_control_dispatch(kd_daemon_t *d, const char *line, const char *actor)
+{
+	return kd_control_dispatch_as(d, line, actor, KD_ROLE_OPERATOR);
+}
+
+json_t *kd_control_dispatch_as(kd_daemon_t *d, const char *line,
+			       const char *actor, int role)
 {
 	json_error_t jerr;
 	json_t *req, *rsp = NULL;
@@ -467,6 +584,19 @@ json_t *kd_control_dispatch(kd_daemon_t *d, const char *line, const char *actor)
 		return fail(KS_ERR_ARG, msg);
 	}
 	cmd = opt_str(req, "cmd");
+	if (!kd_role_may((kd_role_t)role, cmd)) {
+		char why[256], c40[48];
+
+		snprintf(c40, sizeof(c40), "%.40s", cmd ? cmd : "(none)");
+		snprintf(why, sizeof(why),
+			 "permission denied: '%s' needs the operator role; %s is %s (operator_group %s)",
+			 c40, actor, kd_role_name((kd_role_t)role),
+			 d->cfg->operator_group[0] ? d->cfg->operator_group
+						   : "(none)");
+		audit_denied(d, actor, kd_role_name((kd_role_t)role), c40, why);
+		json_decref(req);
+		return fail(KS_ERR_POLICY, why);
+	}
 	for (size_t i = 0; cmd != NULL && i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(commands[i].name, cmd) == 0) {
 			if (strcmp(cmd, "status") != 0)
@@ -487,21 +617,20 @@ json_t *kd_control_dispatch(kd_daemon_t *d, const char *line, const char *actor)
 
 /* ---- connections ---- */
 
-static void peer_actor(int fd, char *out, size_t outlen)
+/* The peer's actor name and role; KD_ROLE_NONE with why when refused. */
+static kd_role_t peer_role(kd_daemon_t *d, int fd, char *actor,
+			   size_t actorlen, char *why, size_t whylen)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
-	struct passwd pw, *res = NULL;
-	char buf[4096];
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
-		snprintf(out, outlen, "unknown");
-		return;
+		snprintf(actor, actorlen, "unknown");
+		snprintf(why, whylen, "SO_PEERCRED: %s", strerror(errno));
+		return KD_ROLE_NONE;
 	}
-	if (getpwuid_r(cr.uid, &pw, buf, sizeof(buf), &res) == 0 && res != NULL)
-		snprintf(out, outlen, "%s", pw.pw_name);
-	else
-		snprintf(out, outlen, "uid:%u", (unsigned)cr.uid);
+	return kd_access_peer(d->cfg, cr.uid, cr.gid, actor, actorlen, why,
+			      whylen);
 }
 
 static int write_all(int fd, const char *buf, size_t n)
@@ -537,7 +666,8 @@ static void *conn_main(void *arg)
 			int wr = -1;
 
 			*nl = '\0';
-			rsp = kd_control_dispatch(c->d, buf, c->actor);
+			rsp = kd_control_dispatch_as(c->d, buf, c->actor,
+						     (int)c->role);
 			out = json_dumps(rsp, JSON_COMPACT);
 			json_decref(rsp);
 			if (out != NULL) {
@@ -591,6 +721,8 @@ static void *accept_main(void *arg)
 		conn_t *c;
 		pthread_t t;
 		pthread_attr_t attr;
+		char actor[KD_NAME_MAX], why[256];
+		kd_role_t role;
 		int fd;
 
 		if (poll(pfd, 2, -1) < 0) {
@@ -604,6 +736,20 @@ static void *accept_main(void *arg)
 		fd = accept4(ctl.fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
+		role = peer_role(d, fd, actor, sizeof(actor), why, sizeof(why));
+		if (role == KD_ROLE_NONE) {
+			json_t *j = fail(KS_ERR_POLICY, why);
+			char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+			/* one line saying why, then the door closes */
+			if (txt != NULL && write_all(fd, txt, strlen(txt)) == 0)
+				(void)write_all(fd, "\n", 1);
+			free(txt);
+			json_decref(j);
+			close(fd);
+			audit_denied(d, actor, "none", NULL, why);
+			continue;
+		}
 		pthread_mutex_lock(&ctl.lock);
 		if (ctl.stopping || ctl.nconns >= KD_CONN_MAX) {
 			pthread_mutex_unlock(&ctl.lock);
@@ -619,7 +765,8 @@ static void *accept_main(void *arg)
 		}
 		c->d = d;
 		c->fd = fd;
-		peer_actor(fd, c->actor, sizeof(c->actor));
+		c->role = role;
+		snprintf(c->actor, sizeof(c->actor), "%s", actor);
 		c->next = ctl.conns;
 		ctl.conns = c;
 		ctl.nconns++;
@@ -679,7 +826,12 @@ ks_err_t kd_control_start(kd_daemon_t *d)
 	slash = strrchr(dir, '/');
 	if (slash != NULL && slash != dir) {
 		*slash = '\0';
-		if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+		if (mkdir(dir, 0755) == 0) {
+			/* ours: let the station user remove its socket later */
+			if (d->cfg->user[0] != '\0' && geteuid() == 0 &&
+			    chown(dir, d->cfg->user_uid, d->cfg->user_gid) != 0)
+				ks_log_warn("chown %s: %s", dir, strerror(errno));
+		} else if (errno != EEXIST) {
 			ks_log_error("cannot create %s: %s", dir, strerror(errno));
 			goto out;
 		}

@@ -146,6 +146,15 @@ struct json_t;
 struct json_t *kd_control_dispatch(kd_daemon_t *d, const char *line,
 				   const char *actor);
 
+/**
+ * As kd_control_dispatch() for a peer of a given role (a kd_role_t from
+ * host/kilnd/access.h): a command the role may not run is refused
+ * (KS_ERR_POLICY, "permission denied: ...") and the refusal audited.
+ * kd_control_dispatch() is this with the operator role.
+ */
+struct json_t *kd_control_dispatch_as(kd_daemon_t *d, const char *line,
+				      const char *actor, int role);
+
 /** Ask the main loop to shut down (control "shutdown", signals). */
 void kd_request_shutdown(void);
 

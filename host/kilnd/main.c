@@ -17,12 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "host/kilnd/access.h"
 #include "host/kilnd/kilnd.h"
 #include "host/kilnd/station.h"
 #include "host/lib/log.h"
@@ -115,7 +117,24 @@ static int run(kd_daemon_t *d, int ready_fd)
 			       NULL);
 	if (r != KS_OK)
 		ks_log_warn("cannot record STATION_STARTED: %s", ks_strerror((int)r));
-	if (kd_slots_start(d) != KS_OK || kd_control_start(d) != KS_OK) {
+	/* the control socket is created (and given its group) as root; then
+	 * root is dropped for [station] user before any board is talked to */
+	if (kd_control_start(d) != KS_OK) {
+		rc = 1;
+		d->stop = 1;
+		goto out;
+	}
+	{
+		char err[512];
+
+		if (kd_access_drop(d->cfg, err, sizeof(err)) != KS_OK) {
+			ks_log_error("%s", err);
+			rc = 1;
+			d->stop = 1;
+			goto out;
+		}
+	}
+	if (kd_slots_start(d) != KS_OK) {
 		rc = 1;
 		d->stop = 1;
 		goto out;
@@ -253,6 +272,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	ks_log_set_level((ks_log_level_t)cfg->log_level);
+	/* keys, configuration and registry must not be open to other users */
+	if (kd_access_check_files(cfg, err, KD_ERRBUF) != KS_OK) {
+		fputs(err, stderr);
+		goto out;
+	}
 	if (check) {
 		if (kd_station_open(&cfg, true, &d, err, KD_ERRBUF) != KS_OK) {
 			fputs(err, stderr);
@@ -284,6 +308,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	umask(027); /* the registry and its journals: not for other users */
 
 	if (kd_station_open(&cfg, false, &d, err, KD_ERRBUF) != KS_OK) {
 		write_error_lines(err);
