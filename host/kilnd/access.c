@@ -294,6 +294,28 @@ static void check_registry(fcheck_t *f)
 	}
 }
 
+/* The token PIN file of a pkcs11: URI (pin-source=file:/PATH) is a secret. */
+static void pin_source(fcheck_t *f)
+{
+	const char *ps = strncasecmp(f->c->ca_key, "pkcs11:", 7) == 0
+				 ? strstr(f->c->ca_key, "pin-source=")
+				 : NULL;
+	char path[PATH_MAX];
+	size_t n;
+
+	if (ps == NULL)
+		return;
+	ps += strlen("pin-source=");
+	if (strncmp(ps, "file:", 5) == 0)
+		ps += 5;
+	n = strcspn(ps, "&;");
+	if (n == 0 || n >= sizeof(path) || ps[0] != '/')
+		return; /* the token code reports malformed URIs */
+	memcpy(path, ps, n);
+	path[n] = '\0';
+	check_secret(f, path, f->c->ca_key_line, "[ca] key pin-source");
+}
+
 ks_err_t kd_access_check_files(const kd_config_t *c, char *err, size_t errlen)
 {
 	fcheck_t f = {.c = c, .err = err, .errlen = errlen};
@@ -304,6 +326,7 @@ ks_err_t kd_access_check_files(const kd_config_t *c, char *err, size_t errlen)
 	check_secret(&f, c->ca_key, c->ca_key_line, "[ca] key");
 	check_secret(&f, c->station_key, c->station_key_line,
 		     "[station] station_key");
+	pin_source(&f);
 	check_trusted(&f, c->ca_pkcs11_module, c->ca_pkcs11_module_line,
 		      "[ca] pkcs11_module", false);
 	check_registry(&f);

@@ -60,7 +60,8 @@ gid_t kd_access_socket_gid(const kd_config_t *c);
 
 /**
  * Check the modes and owners of the files the station trusts: the CA key
- * (a file, not a pkcs11: URI) and station key must not be readable or
+ * (a file, not a pkcs11: URI), the token PIN file of a URI's
+ * pin-source=file:/PATH and the station key must not be readable or
  * writable by other users nor group-writable; the configuration and the
  * PKCS#11 module must not be group- or world-writable (and the
  * configuration not readable by others when it holds a PIN); the registry

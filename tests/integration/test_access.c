@@ -371,6 +371,26 @@ static void test_file_hygiene(const char *good_extra)
 	kt_check(rc != 0 && strstr(out, "read the PIN") != NULL,
 		 "a world-readable configuration holding pin-value refused\n%s",
 		 out);
+	/* a token PIN file others can read */
+	{
+		char pinf[PATH_MAX];
+		FILE *pf;
+
+		kt_path(&st, pinf, sizeof(pinf), "ca/token.pin");
+		pf = fopen(pinf, "w");
+		if (pf != NULL) {
+			fputs("1234\n", pf);
+			fclose(pf);
+		}
+		(void)chmod(pinf, 0644);
+		(void)write_conf(extra);
+		(void)sh("sed -i 's|^key = .*|key = pkcs11:token=kiln;object=ca?pin-source=file:%s|' '%s'",
+			 pinf, st.conf);
+		rc = check_config();
+		kt_check(rc != 0 && strstr(out, "[ca] key pin-source = '") != NULL &&
+				 strstr(out, "mode 0644 lets every user read it") != NULL,
+			 "a world-readable token PIN file refused\n%s", out);
+	}
 	(void)write_conf(good_extra);
 }
 
