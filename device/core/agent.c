@@ -736,6 +736,23 @@ static void handle_frame(ka_agent_t *a, const kp_hdr_t *h, const uint8_t *p)
 				 h->seq, 0);
 		return;
 	}
+	/* a stale request: one of the last KA_STALE_WINDOW requests arriving
+	 * again (a delayed or replayed frame). Executing it again could undo
+	 * later work (HELLO discards staged objects, an old PUT_OBJECT
+	 * restarts an object, an old GENKEY NEW burns a key slot), so it
+	 * gets no answer, like a frame whose seq cannot be trusted. Sealed
+	 * requests are left to the channel's own counter check, which
+	 * answers a replay with KP_ST_SEAL_REPLAY. */
+	if (a->last_valid && (h->flags & KP_FLAG_SEALED) == 0) {
+		uint16_t behind = (uint16_t)(a->last_seq - h->seq);
+
+		if (behind >= 1u && behind <= KA_STALE_WINDOW) {
+			if (a->trace != NULL)
+				a->trace(a->trace_ctx, KA_TRACE_STALE, h->type,
+					 h->seq, 0);
+			return;
+		}
+	}
 	a->last_valid = true;
 	a->last_type = h->type;
 	a->last_seq = h->seq;

@@ -47,7 +47,12 @@ typedef enum {
 	KA_TRACE_REQUEST = 0,    /* a request was executed: status */
 	KA_TRACE_RETRANSMIT = 1, /* the cached response was re-sent */
 	KA_TRACE_BAD_FRAME = 2,  /* undecodable input (status = kp_err_t) */
+	KA_TRACE_STALE = 3,      /* a stale request was ignored */
 } ka_trace_event_t;
+
+/** Requests whose seq is 1..KA_STALE_WINDOW behind the last executed
+ * request's are stale (delayed or replayed frames) and get no answer. */
+#define KA_STALE_WINDOW 32u
 
 typedef void (*ka_trace_fn)(void *ctx, ka_trace_event_t ev, uint8_t type,
 			    uint16_t seq, uint16_t status);

@@ -23,6 +23,8 @@
  *     a response, with the request's sequence number, of the request's
  *     type or ERROR, whose payload decodes with that message's decoder;
  *   - a repeated request is answered with the same bytes, not re-run;
+ *   - a stale request (seq 1..KA_STALE_WINDOW behind the last) gets
+ *     no answer;
  *   - a power cycle does not change the state or the stored digest;
  *   - LOCKED never goes back; a committed identity whose integrity is OK
  *     hashes to the digest its commit record holds.
@@ -128,6 +130,7 @@ static void request(uint8_t type, const uint8_t *p, size_t n)
 {
 	kp_hdr_t h, r;
 	size_t wl = 0;
+	bool stale;
 
 	if (n > KP_MAX_PAYLOAD)
 		n = KP_MAX_PAYLOAD;
@@ -139,8 +142,18 @@ static void request(uint8_t type, const uint8_t *p, size_t n)
 	      KP_OK);
 	last_req_len = wl;
 	txlen = 0;
+	/* a raw frame may have moved the agent's seq ahead of ours: then
+	 * this request is stale and must get no answer */
+	stale = agent.last_valid &&
+		(uint16_t)(agent.last_seq - h.seq) >= 1u &&
+		(uint16_t)(agent.last_seq - h.seq) <= KA_STALE_WINDOW;
 	ka_agent_feed(&agent, last_req, wl);
 	memset(&r, 0, sizeof(r));
+	if (stale) {
+		CHECK(check_responses(&r) == 0);
+		last_clean = false;
+		return;
+	}
 	CHECK(check_responses(&r) == 1);
 	CHECK(r.seq == h.seq);
 	CHECK(r.type == type || r.type == KP_MSG_ERROR);

@@ -882,7 +882,8 @@ static void test_retransmit(void **state)
 	assert_int_equal(status_of(&r1), KP_ST_BAD_OBJECT);
 	memset(&q, 0, sizeof(q));
 	assert_int_equal(kp_genkey_req_encode(&q, p, sizeof(p), &len), KP_OK);
-	n = make_frame(KP_MSG_GENKEY, 100, p, len, wire);
+	/* seq 102: seq 100 would now be stale (behind the PUT's 101) */
+	n = make_frame(KP_MSG_GENKEY, 102, p, len, wire);
 	w0 = ka_sim_writes();
 	feed_wire(wire, n, &r2);
 	assert_int_equal(r2.type, KP_MSG_GENKEY);

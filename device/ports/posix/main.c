@@ -99,6 +99,12 @@ static void trace(void *ctx, ka_trace_event_t ev, uint8_t type, uint16_t seq,
 			"response re-sent\n",
 			(unsigned)seq, kp_msg_name(type));
 		break;
+	case KA_TRACE_STALE:
+		fprintf(stderr,
+			"kiln-agent-sim: seq %u %s is stale (an earlier "
+			"request again): ignored\n",
+			(unsigned)seq, kp_msg_name(type));
+		break;
 	default:
 		fprintf(stderr, "kiln-agent-sim: frame dropped: %s\n",
 			kp_strerror(status));
