@@ -25,6 +25,7 @@ static const struct {
 	{"devices", kc_cmd_devices, "list devices or show one (UID or serial)"},
 	{"lots", kc_cmd_lots, "list lots with their counts"},
 	{"audit", kc_cmd_audit, "verify the registry and its audit chain, export it, lot manifests"},
+	{"rma", kc_cmd_rma, "retire a returned/rejected board: SCRAPPED, certificate voided (audited)"},
 	{"ca", kc_cmd_ca, "development CA (in a file or a PKCS#11 token), release gate check (offline)"},
 	{"help", cmd_help, "show this help, or a command's help"},
 	{"version", cmd_version, "print the version"},

@@ -545,6 +545,48 @@ static json_t *cmd_shutdown(kd_daemon_t *d, json_t *req, const char *actor)
 	return ok();
 }
 
+/*
+ * RMA: retire a provisioned board (docs/operator-guide.md, "RMA"). The
+ * registry records it SCRAPPED and voids its certificate, audited with the
+ * operator and the reason; the part itself is never touched (a locked one
+ * stays locked and refused).
+ */
+static json_t *cmd_rma(kd_daemon_t *d, json_t *req, const char *actor)
+{
+	const char *id = opt_str(req, "uid"), *why = opt_str(req, "reason");
+	uint8_t uid[KS_REG_UID_MAX];
+	size_t uid_len = 0;
+	char cert[KS_REG_SERIAL_MAX * 2];
+	json_t *rsp;
+	int r;
+
+	if (id == NULL || unhex(id, uid, sizeof(uid), &uid_len) != 0)
+		return fail(KS_ERR_ARG, "rma needs \"uid\" (hex)");
+	if (why == NULL || why[0] == '\0' || strlen(why) > 200)
+		return fail(KS_ERR_ARG, "rma needs a \"reason\" (1..200 characters)");
+	r = ks_reg_device_rma(d->reg, uid, uid_len, why, actor, cert,
+			      sizeof(cert));
+	switch (r) {
+	case KS_OK:
+		break;
+	case KS_ERR_NOTFOUND:
+		return fail(KS_ERR_NOTFOUND, "no device with that UID");
+	case KS_ERR_BUSY:
+		return fail(KS_ERR_BUSY, "the device has an unfinished session; "
+					 "let it end (or stop the batch) first");
+	case KS_ERR_STATE:
+		return fail(KS_ERR_STATE, "the device is already SCRAPPED");
+	default:
+		return fail((ks_err_t)r, "cannot record the RMA");
+	}
+	ks_log_info("rma: device %s retired by %s: %s%s%s", id, actor, why,
+		    cert[0] ? "; certificate voided: " : "", cert);
+	rsp = ok();
+	json_object_set_new(rsp, "state", json_string("SCRAPPED"));
+	json_object_set_new(rsp, "cert_voided", json_string(cert));
+	return rsp;
+}
+
 typedef json_t *(*cmd_fn)(kd_daemon_t *d, json_t *req, const char *actor);
 
 static const struct {
@@ -559,6 +601,7 @@ static const struct {
 	{"devices.show", cmd_devices_show},
 	{"lots", cmd_lots},
 	{"audit.export", cmd_audit_export},
+	{"rma", cmd_rma},
 	{"shutdown", cmd_shutdown},
 };
 

@@ -377,6 +377,20 @@ KS_REG_WUR int ks_reg_session_cert(ks_reg_t *reg, int64_t session_id,
 				   uint8_t **der, size_t *der_len,
 				   char *serial_hex, size_t serial_cap);
 
+/**
+ * RMA: retire a device after provisioning (host/lib/registry_rma.c). In
+ * one transaction the device becomes SCRAPPED, its ACTIVE certificate
+ * VOID (its hex serial to cert_serial, "" if none), and VOIDED + SCRAPPED
+ * audit events record actor and reason ({"rma":true,...}). The part
+ * itself is not touched. KS_ERR_NOTFOUND: no such UID; KS_ERR_BUSY: it
+ * has an unfinished session; KS_ERR_STATE: already SCRAPPED; KS_ERR_ARG:
+ * empty reason.
+ */
+KS_REG_WUR int ks_reg_device_rma(ks_reg_t *reg, const uint8_t *uid,
+				 size_t uid_len, const char *reason,
+				 const char *actor, char *cert_serial,
+				 size_t cert_cap);
+
 /** 1 if a certificate that is not VOID exists for this public-key hash. */
 int ks_reg_pubkey_known(ks_reg_t *reg, const uint8_t pubkey_sha256[32]);
 

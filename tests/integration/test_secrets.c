@@ -41,6 +41,7 @@
 #include <openssl/rand.h>
 
 #include "host/lib/agent.h"
+#include "host/lib/audit.h"
 #include "host/lib/ca.h"
 #include "host/lib/log.h"
 #include "host/lib/registry.h"
@@ -849,6 +850,62 @@ static void test_locks(int attempts)
 	stop(&sp);
 }
 
+/* ---- RMA of the locked board ---- */
+
+static void test_rma(void)
+{
+	static const uint8_t uid[8] = {0x10, 0xcc, 0xed, 0, 0, 0, 0, 1};
+	char image[256], cert[128], path[256], chain[256];
+	EVP_PKEY *pub = NULL;
+	unsigned char *der = NULL;
+	const unsigned char *dp;
+	int dl;
+	ks_reg_device_t dv;
+	ks_session_result_t res;
+	ks_simproc_t *sp;
+	ks_audit_report_t rep;
+	uint8_t nouid[4] = {9, 9, 9, 9};
+
+	check(ks_reg_device_rma(reg, uid, sizeof(uid), "", "tester", cert,
+				sizeof(cert)) == KS_ERR_ARG,
+	      "rma without a reason is refused");
+	check(ks_reg_device_rma(reg, nouid, sizeof(nouid), "x", "tester",
+				cert, sizeof(cert)) == KS_ERR_NOTFOUND,
+	      "rma of an unknown UID: not found");
+	check(ks_reg_device_rma(reg, uid, sizeof(uid), "field return: no boot",
+				"alice", cert, sizeof(cert)) == KS_OK &&
+		      cert[0] != '\0',
+	      "rma recorded, certificate %s voided", cert);
+	check(ks_reg_device_get(reg, uid, sizeof(uid), NULL, &dv) == KS_OK &&
+		      dv.state == KS_REG_SCRAPPED && dv.cert_serial[0] == '\0',
+	      "device SCRAPPED with no ACTIVE certificate");
+	check(ks_reg_device_rma(reg, uid, sizeof(uid), "again", "alice", cert,
+				sizeof(cert)) == KS_ERR_STATE,
+	      "a second rma is refused (already SCRAPPED)");
+	/* the locked part stays refused: RMA does not unlock anything */
+	sp = board("locked", "10cced0000000001", 0, image, sizeof(image));
+	{
+		ks_err_t rc = run(ks_simproc_spec(sp), "LD", "dev", &res);
+
+		check(rc != KS_OK && res.final == KS_STEP_REFUSED,
+		      "after RMA the locked board is still refused: %s",
+		      res.reason);
+	}
+	stop(&sp);
+	snprintf(path, sizeof(path), "%s/registry.db", dir);
+	snprintf(chain, sizeof(chain), "%s/chain.pem", dir);
+	dl = i2d_PUBKEY(station_key, &der);
+	dp = der;
+	if (dl > 0)
+		pub = d2i_PUBKEY(NULL, &dp, dl);
+	check(pub != NULL && ks_audit_verify(path, chain, pub, &rep) == KS_OK &&
+		      rep.ok,
+	      "audit chain (with the RMA's VOIDED and SCRAPPED events) "
+	      "verifies");
+	EVP_PKEY_free(pub);
+	OPENSSL_free(der);
+}
+
 /* ---- 3. the registry records the lock the board reports ---- */
 
 static void test_lock_lie(void)
@@ -979,12 +1036,22 @@ int main(int argc, char **argv)
 	setup();
 	test_sniff(sessions);
 	test_locks(100);
+	test_rma();
 	test_lock_lie();
 	test_integrity();
 	ks_engine_free(&engine);
 	ks_reg_close(&reg);
 	ks_signer_free(&signer);
 	EVP_PKEY_free(station_key);
+	for (int c = 0; c < 3; c++)
+		free(cap[c]);
+	if (failed == 0) {
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			printf("# could not remove %s\n", dir);
+	}
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }
