@@ -70,6 +70,22 @@ static int sh(const char *fmt, ...)
 	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/*
+ * useradd/groupadd fail while another process holds /etc/passwd's lock
+ * (a parallel run of this test): try again a few times.
+ */
+static int sh_retry(const char *cmd)
+{
+	int rc = -1;
+
+	for (int i = 0; i < 20 && rc != 0; i++) {
+		if (i > 0)
+			usleep(250000);
+		rc = sh("%s", cmd);
+	}
+	return rc;
+}
+
 static void remove_users(void)
 {
 	if (!made_users)
@@ -106,20 +122,38 @@ static int make_users(void)
 	atexit(remove_users);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
-	if (sh("groupadd %s && groupadd %s && groupadd %s && groupadd %s",
-	       g_ctl, g_op, g_aud, g_tty) != 0)
-		return -1;
-	/* operator and auditor: primary group = control group, role as a
-	 * supplementary group (found through getgrouplist) */
-	if (sh("useradd -M -N -s /usr/sbin/nologin -g %s -G %s %s", g_ctl, g_op,
-	       u_op) != 0 ||
-	    sh("useradd -M -N -s /usr/sbin/nologin -g %s -G %s %s", g_ctl,
-	       g_aud, u_aud) != 0 ||
-	    sh("useradd -M -N -s /usr/sbin/nologin -g %s %s", g_ctl,
-	       u_norole) != 0 ||
-	    sh("useradd -M -N -s /usr/sbin/nologin -g %s %s", g_tty, u_out) !=
-		    0)
-		return -1;
+	{
+		const char *groups[] = {g_ctl, g_op, g_aud, g_tty};
+		char cmd[256];
+
+		for (size_t i = 0; i < 4; i++) {
+			snprintf(cmd, sizeof(cmd), "groupadd %s", groups[i]);
+			if (sh_retry(cmd) != 0)
+				return -1;
+		}
+		/* operator and auditor: primary group = control group, role
+		 * as a supplementary group (found through getgrouplist) */
+		snprintf(cmd, sizeof(cmd),
+			 "useradd -M -N -s /usr/sbin/nologin -g %s -G %s %s",
+			 g_ctl, g_op, u_op);
+		if (sh_retry(cmd) != 0)
+			return -1;
+		snprintf(cmd, sizeof(cmd),
+			 "useradd -M -N -s /usr/sbin/nologin -g %s -G %s %s",
+			 g_ctl, g_aud, u_aud);
+		if (sh_retry(cmd) != 0)
+			return -1;
+		snprintf(cmd, sizeof(cmd),
+			 "useradd -M -N -s /usr/sbin/nologin -g %s %s", g_ctl,
+			 u_norole);
+		if (sh_retry(cmd) != 0)
+			return -1;
+		snprintf(cmd, sizeof(cmd),
+			 "useradd -M -N -s /usr/sbin/nologin -g %s %s", g_tty,
+			 u_out);
+		if (sh_retry(cmd) != 0)
+			return -1;
+	}
 	return 0;
 }
 
