@@ -166,6 +166,15 @@ int ks_reg_tx_begin(ks_reg_t *reg)
 	int rc = SQLITE_BUSY;
 	int i;
 
+	if (reg->group) {
+		/* inside a group: one step = one savepoint of the group */
+		rc = sqlite3_exec(reg->db, "SAVEPOINT ks_step", NULL, NULL,
+				  NULL);
+		if (rc != SQLITE_OK)
+			return ks_reg_sqlite_err(reg, rc, "SAVEPOINT");
+		reg->sp_open = 1;
+		return KS_OK;
+	}
 	/* The busy handler already waits BUSY_TIMEOUT_MS; keep trying a bit
 	 * longer when another process holds the write lock for long. */
 	for (i = 0; i < BEGIN_RETRIES; i++) {
@@ -184,6 +193,18 @@ int ks_reg_tx_commit(ks_reg_t *reg)
 	int rc = SQLITE_BUSY;
 	int i;
 
+	if (reg->group) {
+		/* durable only when the group commits (ks_reg_group_commit) */
+		rc = sqlite3_exec(reg->db, "RELEASE ks_step", NULL, NULL, NULL);
+		if (rc != SQLITE_OK) {
+			int r = ks_reg_sqlite_err(reg, rc, "RELEASE");
+
+			ks_reg_tx_rollback(reg);
+			return r;
+		}
+		reg->sp_open = 0;
+		return KS_OK;
+	}
 	ks_reg_fault(reg, "commit");
 	for (i = 0; i < BEGIN_RETRIES; i++) {
 		rc = sqlite3_exec(reg->db, "COMMIT", NULL, NULL, NULL);
@@ -202,6 +223,15 @@ int ks_reg_tx_commit(ks_reg_t *reg)
 
 void ks_reg_tx_rollback(ks_reg_t *reg)
 {
+	if (reg->group) {
+		/* undo this step only; the group's earlier steps stay */
+		if (reg->sp_open)
+			(void)sqlite3_exec(reg->db,
+					   "ROLLBACK TO ks_step; RELEASE ks_step",
+					   NULL, NULL, NULL);
+		reg->sp_open = 0;
+		return;
+	}
 	if (!sqlite3_get_autocommit(reg->db))
 		(void)sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -372,8 +402,11 @@ static int open_pragmas(ks_reg_t *reg)
 		ks_log_error("could not switch the registry to WAL mode");
 		return KS_ERR_DB;
 	}
+	/* temp_store MEMORY: statement journals of savepoints (group commit)
+	 * stay in RAM instead of a temporary file; durability is the WAL's */
 	if (sqlite3_exec(reg->db,
-			 "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+			 "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; "
+			 "PRAGMA temp_store = MEMORY;",
 			 NULL, NULL, NULL) != SQLITE_OK)
 		return ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db),
 					 "pragmas");
@@ -405,6 +438,7 @@ static int register_station(ks_reg_t *reg)
 
 int ks_reg_open(const char *path, const char *station_id, ks_reg_t **out)
 {
+	pthread_mutexattr_t mattr;
 	ks_reg_t *reg = NULL;
 	int r = KS_ERR_ARG;
 	int rc;
@@ -419,11 +453,16 @@ int ks_reg_open(const char *path, const char *station_id, ks_reg_t **out)
 	reg = calloc(1, sizeof(*reg));
 	if (reg == NULL)
 		goto out;
-	if (pthread_mutex_init(&reg->mu, NULL) != 0) {
+	/* recursive: a group commit holds mu across the steps it groups */
+	if (pthread_mutexattr_init(&mattr) != 0 ||
+	    pthread_mutexattr_settype(&mattr, PTHREAD_MUTEX_RECURSIVE) != 0 ||
+	    pthread_mutex_init(&reg->mu, &mattr) != 0) {
+		pthread_mutexattr_destroy(&mattr);
 		free(reg);
 		reg = NULL;
 		goto out;
 	}
+	pthread_mutexattr_destroy(&mattr);
 	snprintf(reg->station, sizeof(reg->station), "%s", station_id);
 	reg->cp_every = KS_REG_CHECKPOINT_DEFAULT;
 	rc = sqlite3_open_v2(path, &reg->db,
@@ -2216,4 +2255,68 @@ unlock:
 	pthread_mutex_unlock(&reg->mu);
 	free(details);
 	return r;
+}
+
+/* ---- group commit ---- */
+
+int ks_reg_group_begin(ks_reg_t *reg)
+{
+	int r;
+
+	if (reg == NULL)
+		return KS_ERR_ARG;
+	pthread_mutex_lock(&reg->mu);
+	if (reg->group) {
+		pthread_mutex_unlock(&reg->mu);
+		return KS_ERR_STATE;
+	}
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK) {
+		pthread_mutex_unlock(&reg->mu);
+		return r;
+	}
+	reg->group = 1;
+	reg->sp_open = 0;
+	/* mu stays locked (recursively) until the group ends */
+	return KS_OK;
+}
+
+int ks_reg_group_commit(ks_reg_t *reg)
+{
+	int r;
+
+	if (reg == NULL)
+		return KS_ERR_ARG;
+	pthread_mutex_lock(&reg->mu);
+	if (!reg->group) {
+		pthread_mutex_unlock(&reg->mu);
+		return KS_ERR_STATE;
+	}
+	if (reg->sp_open)
+		ks_reg_tx_rollback(reg); /* a step left half done */
+	reg->group = 0;
+	ks_reg_fault(reg, "group:commit");
+	r = ks_reg_tx_commit(reg);
+	if (r != KS_OK)
+		ks_log_error("group commit failed: %s; none of its steps is "
+			     "recorded", ks_strerror(r));
+	pthread_mutex_unlock(&reg->mu);
+	pthread_mutex_unlock(&reg->mu); /* the lock ks_reg_group_begin took */
+	return r;
+}
+
+void ks_reg_group_abort(ks_reg_t *reg)
+{
+	if (reg == NULL)
+		return;
+	pthread_mutex_lock(&reg->mu);
+	if (!reg->group) {
+		pthread_mutex_unlock(&reg->mu);
+		return;
+	}
+	reg->group = 0;
+	reg->sp_open = 0;
+	ks_reg_tx_rollback(reg);
+	pthread_mutex_unlock(&reg->mu);
+	pthread_mutex_unlock(&reg->mu);
 }

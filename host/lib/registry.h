@@ -394,4 +394,28 @@ KS_REG_WUR int ks_reg_device_rma(ks_reg_t *reg, const uint8_t *uid,
 /** 1 if a certificate that is not VOID exists for this public-key hash. */
 int ks_reg_pubkey_known(ks_reg_t *reg, const uint8_t pubkey_sha256[32]);
 
+/* ---- group commit (several steps, one durable transaction) ---- */
+
+/**
+ * Start a group: until ks_reg_group_commit(), every write call made by
+ * THIS thread runs as a savepoint of one BEGIN IMMEDIATE transaction
+ * instead of committing on its own, so one fsync covers many steps (bulk
+ * issuance). A step that fails is undone alone; the group goes on. Its
+ * KS_OK then means "recorded in the open group", NOT durable: nothing of
+ * the group may be acknowledged (or a certificate delivered) before
+ * ks_reg_group_commit() returns KS_OK. The calling thread holds the
+ * registry's lock for the whole group: other threads wait, so keep
+ * groups short (milliseconds). KS_ERR_STATE if a group is open already.
+ */
+KS_REG_WUR int ks_reg_group_begin(ks_reg_t *reg);
+/**
+ * Commit the group durably (WAL, synchronous=FULL) and release the lock;
+ * must be called by the thread that began it. On failure nothing of the
+ * group is recorded (the transaction is rolled back) and the error is
+ * returned. Fault point "group:commit" fires just before COMMIT.
+ */
+KS_REG_WUR int ks_reg_group_commit(ks_reg_t *reg);
+/** Roll the whole group back and release the lock (same thread). */
+void ks_reg_group_abort(ks_reg_t *reg);
+
 #endif

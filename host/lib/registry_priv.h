@@ -23,6 +23,11 @@ struct ks_reg {
 	unsigned cp_every;
 	void (*hook)(void *ctx, const char *point);
 	void *hook_ctx;
+	/* Group commit (ks_reg_group_begin): while `group` is set, the
+	 * owning thread holds `mu` (recursive) and an open BEGIN IMMEDIATE;
+	 * each step runs in a SAVEPOINT (`sp_open`) released into it. */
+	int group;
+	int sp_open;
 };
 
 /** One event to append (all pointers may be NULL except actor). */
