@@ -41,6 +41,10 @@ int th_softhsm_init(th_softhsm_t *h, const char *dir)
 		return -1;
 	}
 	snprintf(h->dir, sizeof(h->dir), "%s", dir);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		perror(dir);
+		return -1;
+	}
 	snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
 	if (mkdir(tokens, 0700) != 0 && errno != EEXIST) {
 		perror(tokens);
