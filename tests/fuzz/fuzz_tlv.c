@@ -1,7 +1,8 @@
 /*
  * Fuzz target: the TLV layer. The input is run through every message
  * decoder in both directions and through the identity-blob decoder (as is,
- * and behind a valid blob header so the fuzzer need not find the magic).
+ * and behind a valid blob header so the fuzzer need not find the magic),
+ * and through kp_seal_split() (a sealed payload's counter/ciphertext/tag).
  * Whatever decodes must re-encode, and the re-encoding must equal the
  * input minus its ignorable (>= 0x80) TLVs, and decode to the same fields.
  */
@@ -10,6 +11,7 @@
 
 #include "protocol/frame.h"
 #include "protocol/msg.h"
+#include "protocol/seal.h"
 #include "tests/fuzz/fuzz.h"
 
 #define CHECK(c)                   \
@@ -133,6 +135,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		one(t[i].rsp, t[i].nrsp, data, size);
 	}
 	blob(data, size);
+	/* a sealed payload's framing: counter, ciphertext, tag */
+	{
+		uint32_t ctr = 0;
+		size_t ct = 0;
+
+		if (kp_seal_split(data, size, &ctr, &ct) == KP_OK)
+			CHECK(size >= KP_SEAL_OVERHEAD &&
+			      ct == size - KP_SEAL_OVERHEAD);
+		else
+			CHECK(size < KP_SEAL_OVERHEAD);
+	}
 	/* the challenge message: split the input into uid and nonce */
 	if (size >= 2) {
 		static uint8_t out[600];
