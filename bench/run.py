@@ -26,13 +26,15 @@ def kv(text):
     return out
 
 
-def run(cmd, **kw):
+def run(cmd, keep=False, **kw):
+    """stdout of cmd; None when it failed, unless keep (then the figures
+    it printed are used and its failures are counted in the table)."""
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, **kw)
     if p.returncode != 0:
         sys.stderr.write("bench: %s failed (%d)\n%s" % (" ".join(cmd), p.returncode,
                                                        p.stderr[-2000:]))
-        return None
+        return p.stdout if keep else None
     return p.stdout
 
 
@@ -142,7 +144,7 @@ def main():
         for origin in ("device", "host"):
             slots = "1,4,16,64" if origin == "device" else "1"
             out = run([station, "-s", slots, "-n", str(n_station), "-o", origin,
-                       kilnd, sim])
+                       kilnd, sim], keep=True)
             for line in (out or "").splitlines():
                 d = kv(line)
                 if "slots" in d:
@@ -158,9 +160,11 @@ def main():
         if s == 1:
             base = rows
         eff = med([x["per_s"] / (y["per_s"] * s) for x, y in zip(rows, base or rows)])
+        fails = sum(int(x.get("failed", 0)) for x in rows)
         t.row("%2d slots" % s, rate, "dev/s",
-              "scaling vs %d x 1 slot %.0f%%; kilnd CPU %.2f ms/dev; session %.0f ms"
-              % (s, eff * 100, cpu, med([x["session_ms"] for x in rows])))
+              "scaling vs %d x 1 slot %.0f%%; kilnd CPU %.2f ms/dev; session %.0f ms%s"
+              % (s, eff * 100, cpu, med([x["session_ms"] for x in rows]),
+                 "; %d sessions NOT ok (see stderr)" % fails if fails else ""))
         if s == 1:
             t.target("host CPU <= 2 ms per device", cpu <= 2.0, "%.2f ms (kilnd user+sys)" % cpu)
         if s > 1:
