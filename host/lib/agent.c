@@ -927,6 +927,22 @@ out:
 	return pkey;
 }
 
+/*
+ * True when OpenSSL's error queue records a failed allocation: a check
+ * that failed for that reason says nothing about the board, so callers
+ * get KS_ERR_NOMEM instead of KS_ERR_VERIFY (which scraps the board).
+ */
+static bool ossl_out_of_memory(void)
+{
+	unsigned long e;
+	bool oom = false;
+
+	while ((e = ERR_get_error()) != 0)
+		if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+			oom = true;
+	return oom;
+}
+
 ks_err_t ks_verify_challenge(const uint8_t pubkey[KS_PUBKEY_LEN],
 			     const uint8_t *uid, size_t uid_len,
 			     const uint8_t *nonce, size_t nonce_len,
@@ -958,6 +974,8 @@ ks_err_t ks_verify_challenge(const uint8_t pubkey[KS_PUBKEY_LEN],
 	if (EVP_DigestVerify(md, sig, sig_len, msg, msg_len) == 1)
 		r = KS_OK;
 out:
+	if (r == KS_ERR_VERIFY && ossl_out_of_memory())
+		r = KS_ERR_NOMEM;
 	EVP_MD_CTX_free(md);
 	EVP_PKEY_free(pkey);
 	ERR_clear_error();
@@ -1004,6 +1022,8 @@ ks_err_t ks_csr_verify(const uint8_t *csr, size_t csr_len,
 	}
 	r = KS_OK;
 out:
+	if (r == KS_ERR_VERIFY && ossl_out_of_memory())
+		r = KS_ERR_NOMEM;
 	EVP_PKEY_free(want);
 	X509_REQ_free(req);
 	ERR_clear_error();

@@ -233,7 +233,9 @@ ks_err_t ks_identity_blob(const ks_identity_t *id, uint8_t **blob,
 /**
  * Verify a CHALLENGE signature: DER ECDSA P-256 over
  * SHA-256(kp_challenge_message(uid, nonce)) by the uncompressed point
- * pubkey. Returns KS_OK, KS_ERR_VERIFY or KS_ERR_ARG / KS_ERR_CRYPTO.
+ * pubkey. Returns KS_OK, KS_ERR_VERIFY or KS_ERR_ARG / KS_ERR_CRYPTO,
+ * KS_ERR_NOMEM when the check could not run for lack of memory (a
+ * station failure: the board is not at fault).
  */
 ks_err_t ks_verify_challenge(const uint8_t pubkey[KS_PUBKEY_LEN],
 			     const uint8_t *uid, size_t uid_len,
@@ -244,7 +246,8 @@ ks_err_t ks_verify_challenge(const uint8_t pubkey[KS_PUBKEY_LEN],
 /**
  * Check a DER PKCS#10 CSR: it parses completely, its signature verifies
  * with its own key (proof of possession), the key is P-256 and equals
- * pubkey (as GENKEY returned it). Returns KS_OK or KS_ERR_VERIFY.
+ * pubkey (as GENKEY returned it). Returns KS_OK or KS_ERR_VERIFY, or
+ * KS_ERR_NOMEM when the check could not run for lack of memory.
  */
 ks_err_t ks_csr_verify(const uint8_t *csr, size_t csr_len,
 		       const uint8_t pubkey[KS_PUBKEY_LEN])

@@ -9,6 +9,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
 
@@ -104,6 +105,19 @@ void ks_hostkey_free(EVP_PKEY **key)
 	*key = NULL;
 }
 
+/* KS_ERR_NOMEM when OpenSSL's error queue records a failed allocation
+ * (the check could not run), else KS_ERR_VERIFY (the point is bad). */
+static ks_err_t verify_or_nomem(void)
+{
+	unsigned long e;
+	ks_err_t r = KS_ERR_VERIFY;
+
+	while ((e = ERR_get_error()) != 0)
+		if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+			r = KS_ERR_NOMEM;
+	return r;
+}
+
 ks_err_t ks_pubkey_from_point(const uint8_t pt[KS_P256_POINT_LEN],
 			      EVP_PKEY **out)
 {
@@ -133,14 +147,14 @@ ks_err_t ks_pubkey_from_point(const uint8_t pt[KS_P256_POINT_LEN],
 		goto out;
 	if (EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, params) != 1) {
 		/* oct2point refuses points that are not on the curve. */
-		r = KS_ERR_VERIFY;
+		r = verify_or_nomem();
 		goto out;
 	}
 	chk = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
 	if (chk == NULL)
 		goto out;
 	if (EVP_PKEY_public_check(chk) != 1) {
-		r = KS_ERR_VERIFY;
+		r = verify_or_nomem();
 		goto out;
 	}
 	*out = pk;

@@ -262,10 +262,19 @@ static int run(ks_reg_t *reg, sqlite3_stmt *st, const char *what)
 	return r;
 }
 
+/*
+ * Bind without copying (SQLITE_STATIC): every caller binds values that
+ * stay unchanged until the statement is finalized in the same function.
+ * A copying bind (SQLITE_TRANSIENT) allocates, and its failure was
+ * silently ignored: an unbound "serial = ?" matched no row, so a step
+ * could commit the session's new state without the device's (found by
+ * tests/hardening/test_libfault.c: a run returned KS_OK while the device
+ * row still said LOCKED).
+ */
 static void bind_text(sqlite3_stmt *st, int i, const char *s)
 {
 	if (s != NULL)
-		sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, i);
 }
@@ -274,7 +283,7 @@ static void bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
 {
 	if (p != NULL)
 		sqlite3_bind_blob64(st, i, p, (sqlite3_uint64)n,
-				    SQLITE_TRANSIENT);
+				    SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, i);
 }
@@ -451,8 +460,10 @@ int ks_reg_open(const char *path, const char *station_id, ks_reg_t **out)
 		goto out;
 	r = KS_ERR_NOMEM;
 	reg = calloc(1, sizeof(*reg));
-	if (reg == NULL)
+	if (reg == NULL) {
+		ks_log_error("cannot open registry %s: out of memory", path);
 		goto out;
+	}
 	/* recursive: a group commit holds mu across the steps it groups */
 	if (pthread_mutexattr_init(&mattr) != 0 ||
 	    pthread_mutexattr_settype(&mattr, PTHREAD_MUTEX_RECURSIVE) != 0 ||

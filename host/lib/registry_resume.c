@@ -53,8 +53,9 @@ int ks_reg_interrupted(ks_reg_t *reg, int64_t session_id, const char *reason,
 				       "interrupted: prepare");
 		goto out;
 	}
+	/* no copy: a copying bind can fail for memory, unnoticed */
 	sqlite3_bind_text(st, 1, reason != NULL ? reason : "", -1,
-			  SQLITE_TRANSIENT);
+			  SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, ks_reg_now_ms());
 	sqlite3_bind_int64(st, 3, session_id);
 	rc = sqlite3_step(st);

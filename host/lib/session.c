@@ -392,18 +392,20 @@ typedef struct {
 	ks_err_t err;
 	ks_reg_state_t outcome; /* when the session must end */
 	int park;               /* leave the session unfinished for resume */
+	int host;               /* the station failed (memory, OpenSSL,
+				 * registry), not the board */
 } fail_t;
 
 static fail_t ok_(void)
 {
-	fail_t f = {KS_OK, KS_REG_FAILED, 0};
+	fail_t f = {KS_OK, KS_REG_FAILED, 0, 0};
 
 	return f;
 }
 
 static fail_t fail_(ks_err_t err, ks_reg_state_t outcome)
 {
-	fail_t f = {err, outcome, 0};
+	fail_t f = {err, outcome, 0, 0};
 
 	return f;
 }
@@ -433,10 +435,31 @@ static fail_t agent_fail(run_t *r, const char *what, ks_err_t err)
 	return f;
 }
 
+/*
+ * A failure of the station itself is never the board's fault: the board is
+ * never scrapped for it, and once a certificate exists the session is
+ * parked, so the board's next HELLO resumes it (a parked session is not
+ * voided for it either).
+ */
 static fail_t reg_fail(run_t *r, const char *what, int rc)
 {
+	fail_t f = fail_(rc == KS_OK ? KS_ERR_DB : (ks_err_t)rc,
+			 KS_REG_FAILED);
+
 	reason(r, "registry: %s: %s", what, ks_strerror(rc));
-	return fail_(rc == KS_OK ? KS_ERR_DB : (ks_err_t)rc, KS_REG_FAILED);
+	f.park = r->step >= KS_STEP_ISSUED;
+	f.host = 1;
+	return f;
+}
+
+static fail_t host_fail(run_t *r, const char *what, ks_err_t err)
+{
+	fail_t f = fail_(err, KS_REG_FAILED);
+
+	reason(r, "station: %s: %s", what, ks_strerror(err));
+	f.park = r->step >= KS_STEP_ISSUED;
+	f.host = 1;
+	return f;
 }
 
 /*
@@ -538,7 +561,18 @@ static fail_t step_key(run_t *r)
 		OPENSSL_cleanse(seed, sizeof(seed));
 		if (rc != KS_OK)
 			return agent_fail(r, "GENKEY", (ks_err_t)rc);
+		/* A board is condemned only on a failure that repeats:
+		 * OpenSSL reports some of its own allocation failures as a
+		 * plain "does not verify", and one such check that flips
+		 * was the station's failure, not the board's. */
 		rc = ks_csr_verify(g->csr, g->csr_len, g->pubkey);
+		if (rc == KS_ERR_VERIFY)
+			rc = ks_csr_verify(g->csr, g->csr_len, g->pubkey);
+		if (rc != KS_OK && rc != KS_ERR_VERIFY) {
+			ks_agent_genkey_free(&g);
+			return host_fail(r, "checking the board's CSR",
+					 (ks_err_t)rc);
+		}
 		if (rc != KS_OK) {
 			ks_agent_genkey_free(&g);
 			reason(r, "the board's CSR failed verification (proof "
@@ -548,11 +582,11 @@ static fail_t step_key(run_t *r)
 		memcpy(r->pubkey, g->pubkey, KS_PUBKEY_LEN);
 		ks_agent_genkey_free(&g);
 		r->have_pubkey = 1;
+		/* the CSR check above accepted this point as P-256 */
 		rc = point_sha256(r->pubkey, spki_hash);
-		if (rc != KS_OK) {
-			reason(r, "board public key is not a P-256 point");
-			return fail_(KS_ERR_VERIFY, KS_REG_SCRAPPED);
-		}
+		if (rc != KS_OK)
+			return host_fail(r, "hashing the board's public key",
+					 (ks_err_t)rc);
 		rc = ks_reg_keyed(r->e->reg, r->sess.id, spki_hash,
 				  KS_REG_KEY_DEVICE, r->p->actor);
 		if (rc != KS_OK)
@@ -698,10 +732,9 @@ static fail_t step_write(run_t *r)
 	int rc;
 
 	rc = build_identity(r);
-	if (rc != KS_OK) {
-		reason(r, "building the identity blob: %s", ks_strerror(rc));
-		return fail_((ks_err_t)rc, KS_REG_FAILED);
-	}
+	if (rc != KS_OK)
+		return host_fail(r, "building the identity blob",
+				 (ks_err_t)rc);
 	rc = ks_agent_put_object(r->agent, KP_OBJ_CERT, r->cert, r->cert_len,
 				 NULL, NULL);
 	if (rc == KS_OK && r->chain_len > 0)
@@ -742,17 +775,20 @@ static fail_t step_verify(run_t *r)
 	fail_t f = ok_();
 	int rc;
 
-	if (r->blob == NULL && (rc = build_identity(r)) != KS_OK) {
-		reason(r, "building the identity blob: %s", ks_strerror(rc));
-		return fail_((ks_err_t)rc, KS_REG_FAILED);
-	}
+	if (r->blob == NULL && (rc = build_identity(r)) != KS_OK)
+		return host_fail(r, "building the identity blob",
+				 (ks_err_t)rc);
 	rc = ks_agent_readback(r->agent, &back, &back_len);
 	if (rc != KS_OK) {
 		f = agent_fail(r, "READBACK", (ks_err_t)rc);
 		goto out;
 	}
+	if (back_len == r->blob_len &&
+	    EVP_Digest(back, back_len, dg, NULL, EVP_sha256(), NULL) != 1) {
+		f = host_fail(r, "hashing the readback", KS_ERR_CRYPTO);
+		goto out;
+	}
 	if (back_len != r->blob_len || memcmp(back, r->blob, back_len) != 0 ||
-	    EVP_Digest(back, back_len, dg, NULL, EVP_sha256(), NULL) != 1 ||
 	    memcmp(dg, r->digest, sizeof(dg)) != 0) {
 		reason(r, "readback differs from the identity written "
 			  "(%zu bytes read, %zu expected)",
@@ -763,15 +799,21 @@ static fail_t step_verify(run_t *r)
 	/* the challenge is checked against the certificate's key */
 	cp = r->cert;
 	x = d2i_X509(NULL, &cp, (long)r->cert_len);
-	if (x == NULL || ks_pubkey_point(X509_get0_pubkey(x), certpt) != KS_OK ||
-	    memcmp(certpt, r->pubkey, KS_PUBKEY_LEN) != 0) {
+	if (x == NULL ||
+	    ks_pubkey_point(X509_get0_pubkey(x), certpt) != KS_OK) {
+		/* the registry accepted this certificate when it was issued */
+		f = host_fail(r, "parsing the issued certificate",
+			      KS_ERR_CRYPTO);
+		goto out;
+	}
+	if (memcmp(certpt, r->pubkey, KS_PUBKEY_LEN) != 0) {
 		reason(r, "issued certificate does not carry the board's key");
 		f = fail_(KS_ERR_VERIFY, KS_REG_SCRAPPED);
 		goto out;
 	}
 	if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
-		reason(r, "no randomness for the challenge");
-		f = fail_(KS_ERR_CRYPTO, KS_REG_FAILED);
+		f = host_fail(r, "no randomness for the challenge",
+			      KS_ERR_CRYPTO);
 		goto out;
 	}
 	rc = ks_agent_challenge(r->agent, nonce, sizeof(nonce), sig, &sig_len);
@@ -781,6 +823,14 @@ static fail_t step_verify(run_t *r)
 	}
 	rc = ks_verify_challenge(certpt, r->hello.uid, r->hello.uid_len, nonce,
 				 sizeof(nonce), sig, sig_len);
+	if (rc == KS_ERR_VERIFY) /* a second opinion, as for the CSR */
+		rc = ks_verify_challenge(certpt, r->hello.uid,
+					 r->hello.uid_len, nonce,
+					 sizeof(nonce), sig, sig_len);
+	if (rc != KS_OK && rc != KS_ERR_VERIFY) {
+		f = host_fail(r, "verifying the challenge", (ks_err_t)rc);
+		goto out;
+	}
 	if (rc != KS_OK) {
 		reason(r, "challenge signature does not verify against the "
 			  "issued certificate");
@@ -854,8 +904,12 @@ static fail_t resume_from_board(run_t *r)
 	r->step = at;
 	if (at == KS_STEP_RESERVED)
 		return ok_(); /* nothing of this session is on the board */
-	if (!st->has_pubkey || point_sha256(st->pubkey, board_hash) != KS_OK ||
-	    !r->sess.has_pubkey ||
+	rc = st->has_pubkey ? (int)point_sha256(st->pubkey, board_hash)
+			    : (int)KS_ERR_VERIFY;
+	if (rc != KS_OK && rc != KS_ERR_VERIFY)
+		return host_fail(r, "hashing the board's public key",
+				 (ks_err_t)rc);
+	if (rc != KS_OK || !r->sess.has_pubkey ||
 	    memcmp(board_hash, r->sess.pubkey_sha256, 32) != 0) {
 		reason(r, "resume: the board no longer holds the key journaled "
 			  "for session %lld",
@@ -873,10 +927,9 @@ static fail_t resume_from_board(run_t *r)
 	if (rc != KS_OK)
 		return reg_fail(r, "loading the session's certificate", rc);
 	rc = build_identity(r);
-	if (rc != KS_OK) {
-		reason(r, "building the identity blob: %s", ks_strerror(rc));
-		return fail_((ks_err_t)rc, KS_REG_FAILED);
-	}
+	if (rc != KS_OK)
+		return host_fail(r, "building the identity blob",
+				 (ks_err_t)rc);
 	if (at == KS_STEP_ISSUED) {
 		/* delivered before the link dropped? then only record it */
 		if (st->state >= KP_STATE_COMMITTED && st->has_digest &&
@@ -1062,7 +1115,7 @@ ks_err_t ks_session_run(ks_engine_t *e, const ks_session_params_t *p,
 	}
 
 	f = reserve(&r);
-	if (f.err != KS_OK && r.have_session && res->resumed) {
+	if (f.err != KS_OK && r.have_session && res->resumed && !f.host) {
 		/* the parked session cannot be completed: end it (voiding its
 		 * certificate) and provision the board afresh */
 		ks_log_warn("%s: %s", p->slot ? p->slot : p->port, res->reason);
