@@ -481,16 +481,28 @@ static size_t dump_memory(const char *path)
 			unsigned long lo, hi;
 			char perms[8];
 
+			/* Sanitizer shadow and reserved regions span terabytes
+			 * of mostly untouched pages: a mapping over 1 GiB is not
+			 * station data. All-zero chunks cannot hold a key and
+			 * are not written, which keeps the dump to what the
+			 * process really uses. */
 			if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 ||
-			    perms[0] != 'r' || strstr(line, "[vvar]") != NULL)
+			    perms[0] != 'r' || strstr(line, "[vvar]") != NULL ||
+			    hi - lo > (1ul << 30))
 				continue;
 			for (unsigned long a = lo; a < hi; a += sizeof(buf)) {
 				size_t k = hi - a < sizeof(buf) ? hi - a
 								: sizeof(buf);
 				ssize_t g = pread(mem, buf, k, (off_t)a);
+				size_t z = 0;
 
-				if (g <= 0 ||
-				    write(out, buf, (size_t)g) != g)
+				if (g <= 0)
+					break;
+				while (z < (size_t)g && buf[z] == 0)
+					z++;
+				if (z == (size_t)g)
+					continue;
+				if (write(out, buf, (size_t)g) != g)
 					break;
 			}
 		}
