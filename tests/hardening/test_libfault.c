@@ -545,6 +545,7 @@ typedef struct {
 /* What a child reports to the parent through a pipe. */
 typedef struct {
 	int rc;
+	int lost_board; /* never got the board's HELLO (pty taken) */
 	unsigned long count, hits, leaked;
 	int reason_given;
 	char reason[256];
@@ -584,6 +585,39 @@ static void crash_handler(int sig)
 		_exit(KL_EXIT_OPENSSL_BUG);
 	signal(sig, SIG_DFL);
 	raise(sig);
+}
+
+/*
+ * Another test program's station polling a stale /dev/pts/N path can open
+ * the pty our simulator just got (flock: BUSY, or it eats the answers:
+ * HELLO times out). A run that never got a HELLO is repeated on a new pty
+ * with the same board image (the board is re-plugged).
+ */
+static int lost_board(ks_err_t rc, const ks_session_result_t *res)
+{
+	return rc != KS_OK &&
+	       (res->final == KS_STEP_NONE || res->final == KS_STEP_HELLO) &&
+	       res->session_id == 0 &&
+	       (rc == KS_ERR_BUSY || rc == KS_ERR_TIMEOUT || rc == KS_ERR_IO ||
+		rc == KS_ERR_CLOSED) &&
+	       strstr(res->reason, "registry") == NULL;
+}
+
+static unsigned long replugs;
+
+static ks_simproc_t *start_board(const char *image, const char *uid)
+{
+	ks_simproc_opts_t o;
+	ks_simproc_t *sp = NULL;
+
+	memset(&o, 0, sizeof(o));
+	o.exe = sim_exe;
+	o.image = image;
+	o.uid_hex = uid;
+	o.quiet = true;
+	if (ks_simproc_start(&o, &sp) != KS_OK)
+		die("simulator start");
+	return sp;
 }
 
 /* Runs in the child: set up (unarmed), run armed, tear down, count. */
@@ -629,6 +663,7 @@ static void child_run(const scenario_t *sc, void *ctx, int src,
 		p.actor = "tester";
 		p.timeout_ms = 500;
 		rep.rc = (int)ks_session_run(child_engine, &p, &s->res);
+		rep.lost_board = lost_board((ks_err_t)rep.rc, &s->res);
 		snprintf(rep.reason, sizeof(rep.reason), "%s", s->res.reason);
 		rep.reason_given = s->res.reason[0] != '\0';
 	} else {
@@ -736,28 +771,22 @@ static int one(const scenario_t *sc, int src, unsigned long n, tally_t *t,
 	int fds[2], status = 0, got;
 	pid_t pid;
 	unsigned long before = violations;
+	int replug = 0;
 
 	memset(&sctx, 0, sizeof(sctx));
 	snprintf(what, sizeof(what), "%s/%s N=%lu", sc->name, src_names[src],
 		 n);
 	if (sc->session) {
-		ks_simproc_opts_t o;
-
 		board_no++;
 		snprintf(uid, sizeof(uid), "ab%014lx", board_no);
 		snprintf(image, sizeof(image), "%s/b%lu.img", dir, board_no);
-		memset(&o, 0, sizeof(o));
-		o.exe = sim_exe;
-		o.image = image;
-		o.uid_hex = uid;
-		o.quiet = true;
-		if (ks_simproc_start(&o, &sp) != KS_OK)
-			die("simulator start");
+		sp = start_board(image, uid);
 		sctx.sp = sp;
 		sctx.lot = (board_no & 1) ? "L1" : "L2";
 		sctx.prof = (board_no & 1) ? "dev" : "host";
 	}
 	snprintf(errlog, sizeof(errlog), "%s/child.log", dir);
+again:
 	if (pipe(fds) != 0)
 		die("pipe");
 	fflush(stdout);
@@ -795,6 +824,16 @@ static int one(const scenario_t *sc, int src, unsigned long n, tally_t *t,
 		show_log(errlog);
 		ks_simproc_stop(&sp, NULL);
 		return got == (int)sizeof(rep) ? (rep.hits > 0) : 1;
+	}
+	if (sc->session && rep.lost_board && rep.hits == 0 && replug++ < 3) {
+		printf("# %s: board pty lost (%s), re-plugging it\n", uid,
+		       rep.reason);
+		replugs++;
+		t->runs--;
+		ks_simproc_stop(&sp, NULL);
+		sp = start_board(image, uid);
+		sctx.sp = sp;
+		goto again;
 	}
 	if (count_out != NULL)
 		*count_out = rep.count;
@@ -845,6 +884,16 @@ static int one(const scenario_t *sc, int src, unsigned long n, tally_t *t,
 			p.actor = "tester";
 			p.timeout_ms = 500;
 			rc = (int)ks_session_run(eng, &p, &res);
+			for (int a = 0; a < 3 && lost_board((ks_err_t)rc, &res);
+			     a++) {
+				printf("# %s: board pty lost (%s), re-plugging "
+				       "it\n", uid, res.reason);
+				replugs++;
+				ks_simproc_stop(&sp, NULL);
+				sp = start_board(image, uid);
+				p.port = ks_simproc_spec(sp);
+				rc = (int)ks_session_run(eng, &p, &res);
+			}
 			if (rc == KS_OK ||
 			    (rep.rc == KS_OK && rc == KS_ERR_DUPLICATE))
 				t->recovered++;
@@ -1022,10 +1071,11 @@ int main(int argc, char **argv)
 	EVP_PKEY_free(station_pub);
 	printf("library faults: %lu runs, %lu allocation failures injected, "
 	       "%lu clean errors, %lu absorbed, %lu OpenSSL-internal crashes, "
-	       "%lu violations (%.1f s)\n",
+	       "%lu violations (%.1f s; %lu boards re-plugged after another "
+	       "process took their pty)\n",
 	       tot_runs, tot_inj, tot_err, tot_abs, tot_ossl, violations,
 	       (double)(t1.tv_sec - t0.tv_sec) +
-		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, replugs);
 	printf("%lu passed, %lu failed\n", tot_runs - violations, violations);
 	return violations == 0 ? 0 : 1;
 }
