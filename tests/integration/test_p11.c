@@ -218,6 +218,7 @@ static void test_keygen_in_token(void)
 	key_facts_t kf;
 	struct stat st;
 
+	err[0] = '\0'; /* printed below; untouched on success (valgrind) */
 	snprintf(dir, sizeof(dir), "%s/ca", tmp);
 	th_softhsm_uri(&hsm, "station-ca", uri, sizeof(uri));
 	check(ks_ca_init_dev_pkcs11(dir, "kiln hsm test", uri, hsm.module, err,
