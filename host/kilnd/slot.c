@@ -282,7 +282,7 @@ static void *slot_main(void *arg)
 		ks_session_result_t res;
 		ks_err_t r;
 		probe_t pr;
-		bool finished;
+		bool finished, parked;
 
 		if (!d->batch.running || s->manual) {
 			/* keep the last outcome (and error) on display */
@@ -397,7 +397,17 @@ static void *slot_main(void *arg)
 				d->batch.failed++;
 		}
 		slot_record(s, &res, r);
-		snprintf(handled, sizeof(handled), "%s", uid);
+		/* A session parked because the link was lost after the
+		 * certificate was issued is resumed as soon as the board
+		 * answers again, also when it is back (power restored,
+		 * re-plugged) before a presence probe saw it gone: such a
+		 * board is not "handled". Found by scripts/soak. */
+		parked = r != KS_OK && res.final >= KS_STEP_ISSUED &&
+			 res.final < KS_STEP_ACTIVE;
+		if (parked)
+			handled[0] = '\0';
+		else
+			snprintf(handled, sizeof(handled), "%s", uid);
 		finished = d->batch.seq == seq && batch_check_done(d);
 		if (finished) {
 			kd_batch_t b = d->batch;
@@ -406,6 +416,8 @@ static void *slot_main(void *arg)
 			audit_batch_stopped(d, "kilnd", &b);
 			pthread_mutex_lock(&d->lock);
 		}
+		if (parked) /* not at full speed while the cause lasts */
+			timed_wait(d, KD_PRESENT_MS);
 	}
 	pthread_mutex_unlock(&d->lock);
 	return NULL;
