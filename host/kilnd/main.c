@@ -27,6 +27,9 @@
 #include "host/kilnd/access.h"
 #include "host/kilnd/kilnd.h"
 #include "host/kilnd/station.h"
+#ifdef KILN_FAULT_INJECTION
+#include "host/kilnd/fault.h"
+#endif
 #include "host/lib/log.h"
 #include "host/lib/registry.h"
 
@@ -314,6 +317,9 @@ int main(int argc, char **argv)
 		write_error_lines(err);
 		goto out;
 	}
+#ifdef KILN_FAULT_INJECTION
+	kd_fault_install(d->reg);
+#endif
 	rc = run(d, ready_fd);
 	ready_fd = -1;
 out:

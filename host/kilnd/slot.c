@@ -20,6 +20,9 @@
 #include <jansson.h>
 
 #include "host/kilnd/kilnd.h"
+#ifdef KILN_FAULT_INJECTION
+#include "host/kilnd/fault.h"
+#endif
 #include "host/lib/agent.h"
 #include "host/lib/log.h"
 #include "host/lib/profile.h"
@@ -180,6 +183,9 @@ static void on_progress(void *arg, ks_step_t step, const char *note)
 	pthread_mutex_lock(&s->d->lock);
 	s->step = step;
 	pthread_mutex_unlock(&s->d->lock);
+#ifdef KILN_FAULT_INJECTION
+	kd_fault_step(step); /* the step is durable; the next is not begun */
+#endif
 }
 
 /* Record a session's outcome in the slot (d->lock held). */

@@ -245,12 +245,27 @@ static ks_err_t agent_bad_answer(ks_agent_t *a, uint8_t type, const char *why)
 	return KS_ERR_PROTO;
 }
 
+/*
+ * The agent ignores a plain request whose seq is 1..32 behind the last one
+ * it executed (a stale frame, docs/protocol.md section 4). A new link
+ * starts at a random seq, so its first request, HELLO, lands in that
+ * window of the previous link's last request about once in 2048 links,
+ * and every retransmission of it with the same seq is ignored as well:
+ * the board would stay silent for good. HELLO opens a link and may run
+ * twice (it only discards staged objects, and none are staged yet on a
+ * new link), so each HELLO retransmission moves the seq this far ahead,
+ * out of the window.
+ */
+#define KS_AGENT_HELLO_SEQ_STEP 33u
+
 /* Send one framed request (hdr complete) and wait for its answer. */
-static ks_err_t agent_exchange(ks_agent_t *a, const kp_hdr_t *hdr,
+static ks_err_t agent_exchange(ks_agent_t *a, const kp_hdr_t *hdr_in,
 			       const uint8_t *req, uint8_t *rsp,
 			       size_t rsp_cap, size_t *rsp_len,
 			       uint8_t *rsp_flags)
 {
+	kp_hdr_t hdr_copy = *hdr_in;
+	const kp_hdr_t *hdr = &hdr_copy;
 	size_t frame_len = 0;
 	ks_err_t r = KS_ERR_TIMEOUT;
 
@@ -270,6 +285,18 @@ static ks_err_t agent_exchange(ks_agent_t *a, const kp_hdr_t *hdr,
 
 		if (attempt > 0)
 			a->stats.retransmits++;
+		if (attempt > 0 && hdr->type == KP_MSG_HELLO &&
+		    (hdr->flags & KP_FLAG_SEALED) == 0) {
+			a->seq = (uint16_t)(a->seq + KS_AGENT_HELLO_SEQ_STEP);
+			hdr_copy.seq = a->seq;
+			explicit_bzero(a->tx, frame_len);
+			if (kp_frame_encode(hdr, req, hdr->len, a->tx,
+					    sizeof(a->tx), &frame_len) != KP_OK) {
+				agent_fail(a, "HELLO: cannot encode request");
+				r = KS_ERR_ARG;
+				goto out;
+			}
+		}
 		r = ks_link_write(a->link, a->tx, frame_len, a->timeout_ms);
 		if (r == KS_ERR_TIMEOUT)
 			continue;
