@@ -124,6 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r2 = kd_config_load(path, &again, err2, sizeof(err2));
 	CHECK(r2 == r);
 	CHECK(strcmp(err, err2) == 0);
+	(void)unlink(path);
 	kd_config_free(&cfg);
 	kd_config_free(&again);
 	CHECK(cfg == NULL && again == NULL);

@@ -45,6 +45,18 @@ void kd_request_shutdown(void)
 static kd_daemon_t daemon_state;
 static char tmpl[64], dbpath[64];
 
+static void cleanup(void)
+{
+	char side[80];
+
+	(void)unlink(tmpl);
+	(void)unlink(dbpath);
+	snprintf(side, sizeof(side), "%s-wal", dbpath);
+	(void)unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", dbpath);
+	(void)unlink(side);
+}
+
 /* A registry with one lot and one RESERVED session, made once; every
  * input gets a fresh copy, so inputs that write (audit events, rma) do
  * not pile up state and every run is reproducible. */
@@ -69,6 +81,7 @@ static void init(void)
 				 KS_REG_KEY_DEVICE, 0, "fuzz", &s) != KS_OK)
 		abort();
 	ks_reg_close(&reg);
+	atexit(cleanup);
 	memset(d, 0, sizeof(*d));
 	d->cfg = calloc(1, sizeof(*d->cfg));
 	if (d->cfg == NULL)

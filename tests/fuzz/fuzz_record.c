@@ -364,5 +364,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 out:
 	ka_sim_close();
+	(void)unlink(path);
 	return 0;
 }
