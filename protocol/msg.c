@@ -4,12 +4,20 @@
 #include "protocol/le.h"
 #include "protocol/msg.h"
 
+/* Firmware builds leave out the field names and message summaries: they
+ * serve the documentation generator and diagnostics on the station. */
+#ifdef KP_NO_FIELD_NAMES
+#define KP_TEXT(s) NULL
+#else
+#define KP_TEXT(s) s
+#endif
+
 #define KP_PRES_REQ 1u
 #define KP_PRES_OPT 0u
 
 #define KP_DESC_INT(T, tag, name, kind, min, max, pres)                      \
 	{(uint8_t)(tag), kind, KP_PRES_##pres, (uint32_t)(min), (uint32_t)(max), \
-	 (uint16_t)offsetof(T, name), 0, #name},
+	 (uint16_t)offsetof(T, name), 0, KP_TEXT(#name)},
 #define KP_DESC_U8(T, tag, name, min, max, pres) \
 	KP_DESC_INT(T, tag, name, KP_KIND_U8, min, max, pres)
 #define KP_DESC_U16(T, tag, name, min, max, pres) \
@@ -18,7 +26,8 @@
 	KP_DESC_INT(T, tag, name, KP_KIND_U32, min, max, pres)
 #define KP_DESC_VAR(T, tag, name, kind, min, max, pres)                      \
 	{(uint8_t)(tag), kind, KP_PRES_##pres, (uint32_t)(min), (uint32_t)(max), \
-	 (uint16_t)offsetof(T, name), (uint16_t)offsetof(T, name##_len), #name},
+	 (uint16_t)offsetof(T, name), (uint16_t)offsetof(T, name##_len),   \
+	 KP_TEXT(#name)},
 #define KP_DESC_BYTES(T, tag, name, min, max, pres) \
 	KP_DESC_VAR(T, tag, name, KP_KIND_BYTES, min, max, pres)
 #define KP_DESC_STR(T, tag, name, min, max, pres) \
@@ -41,7 +50,7 @@ static const kp_field_t blob_fields[] = {KP_FIELDS_BLOB(KP_X_DESC, kp_blob_t){0}
 
 static const kp_msg_desc_t msg_table[] = {
 #define KP_X(N, n, code, sum)                                            \
-	{code, #N, sum, n##_req_fields, KP_NFIELDS(n##_req_fields),      \
+	{code, #N, KP_TEXT(sum), n##_req_fields, KP_NFIELDS(n##_req_fields),      \
 	 n##_rsp_fields, KP_NFIELDS(n##_rsp_fields)},
 	KP_MESSAGES(KP_X)
 #undef KP_X

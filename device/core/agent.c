@@ -700,15 +700,19 @@ static kp_status_t encode_error(ka_agent_t *a, uint8_t req_type,
 				kp_status_t status, size_t *len)
 {
 	kp_error_rsp_t e;
-	const char *detail = a->detail != NULL ? a->detail
-					       : kp_status_str((int)status);
-	size_t dl = strlen(detail);
 
+	/* The status code says what failed (the station has its text); a
+	 * detail is sent only where the agent knows more than the code. */
 	memset(&e, 0, sizeof(e));
 	e.status = (uint16_t)status;
-	e.has = KP_BIT(0x02) | KP_BIT(0x03);
-	e.detail = detail;
-	e.detail_len = (uint16_t)(dl > 64 ? 64 : dl);
+	e.has = KP_BIT(0x03);
+	if (a->detail != NULL && a->detail[0] != '\0') {
+		size_t dl = strlen(a->detail);
+
+		e.has |= KP_BIT(0x02);
+		e.detail = a->detail;
+		e.detail_len = (uint16_t)(dl > 64 ? 64 : dl);
+	}
 	e.request_type = req_type;
 	return encoded(kp_error_rsp_encode(&e, a->work, KP_MAX_PAYLOAD, len));
 }
