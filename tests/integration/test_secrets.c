@@ -48,6 +48,7 @@
 #include "host/lib/session.h"
 #include "host/lib/signer.h"
 #include "host/lib/simproc.h"
+#include "tests/integration/station_fixture.h"
 #include "protocol/frame.h"
 #include "protocol/msg.h"
 
@@ -66,7 +67,7 @@ static const char *sim_exe;
 static ks_reg_t *reg;
 static ks_signer_t *signer;
 static ks_engine_t *engine;
-static ks_profile_t profiles[3];
+static tf_station_t fx;
 static EVP_PKEY *station_key;
 
 static void check(int cond, const char *fmt, ...)
@@ -93,73 +94,21 @@ static void die(const char *what)
 	exit(2);
 }
 
-static void profile(ks_profile_t *p, const char *name, const char *origin,
-		    const char *lock)
-{
-	char err[256];
-
-	if (ks_profile_init(p, name, err, sizeof(err)) != KS_OK ||
-	    ks_profile_set(p, "subject", "CN=${serial},O=Kiln Test", err,
-			   sizeof(err)) != KS_OK ||
-	    ks_profile_set(p, "validity_days", "365", err, sizeof(err)) !=
-		    KS_OK ||
-	    ks_profile_set(p, "key_origin", origin, err, sizeof(err)) !=
-		    KS_OK ||
-	    ks_profile_set(p, "lock", lock, err, sizeof(err)) != KS_OK) {
-		fprintf(stderr, "profile %s: %s\n", name, err);
-		die("profile");
-	}
-}
-
 static void setup(void)
 {
-	char path[256], key[256], chain[256], err[256];
-	ks_engine_config_t cfg;
-	static ks_profile_t *plist[3];
-	ks_ca_t *ca = NULL;
-	FILE *f;
+	static const tf_profile_spec_t specs[] = {
+		{"host", "host", "full", "LH", "H"},
+		{"dev", "device", "full", "LD", "D"},
+		{"open", "device", "none", "LO", "O"},
+	};
 
-	snprintf(dir, sizeof(dir), "/tmp/kiln-secrets-XXXXXX");
-	if (mkdtemp(dir) == NULL)
-		die("mkdtemp");
-	if (ks_ca_init_dev(dir, "Kiln Test", err, sizeof(err)) != KS_OK)
-		die(err);
-	snprintf(path, sizeof(path), "%s/station-ca.pem", dir);
-	snprintf(key, sizeof(key), "%s/station-ca.key", dir);
-	snprintf(chain, sizeof(chain), "%s/chain.pem", dir);
-	if (ks_ca_load(path, key, chain, &ca) != KS_OK ||
-	    ks_signer_new(&ca, &signer) != KS_OK)
-		die("ca load");
-	profile(&profiles[0], "host", "host", "full");
-	profile(&profiles[1], "dev", "device", "full");
-	profile(&profiles[2], "open", "device", "none");
-	for (int i = 0; i < 3; i++) {
-		if (ks_signer_add_profile(signer, &profiles[i]) != KS_OK)
-			die("add profile");
-		plist[i] = &profiles[i];
-	}
-	snprintf(path, sizeof(path), "%s/station.key", dir);
-	f = fopen(path, "r");
-	if (f == NULL ||
-	    (station_key = PEM_read_PrivateKey(f, NULL, NULL, NULL)) == NULL)
-		die("station key");
-	fclose(f);
-	snprintf(path, sizeof(path), "%s/registry.db", dir);
-	if (ks_reg_open(path, "st-secrets", &reg) != KS_OK ||
-	    ks_reg_set_station_key(reg, station_key) != KS_OK)
-		die("registry");
-	if (ks_reg_lot_create(reg, "LH", "host", "H", -1, "tester") != KS_OK ||
-	    ks_reg_lot_create(reg, "LD", "dev", "D", -1, "tester") != KS_OK ||
-	    ks_reg_lot_create(reg, "LO", "open", "O", -1, "tester") != KS_OK)
-		die("lots");
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.station_id = "st-secrets";
-	cfg.reg = reg;
-	cfg.signer = signer;
-	cfg.profiles = plist;
-	cfg.nprofiles = 3;
-	if (ks_engine_new(&cfg, &engine) != KS_OK)
-		die("engine");
+	tf_station_setup(&fx, "secrets", "Kiln Test", "st-secrets", specs,
+			 sizeof(specs) / sizeof(specs[0]));
+	snprintf(dir, sizeof(dir), "%s", fx.dir);
+	reg = fx.reg;
+	signer = fx.signer;
+	engine = fx.engine;
+	station_key = fx.station_key;
 }
 
 /* ---- a tapping relay: station <-> relay <-> simulator ---- */
