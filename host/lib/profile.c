@@ -608,6 +608,11 @@ ks_err_t ks_profile_set(ks_profile_t *p, const char *key, const char *value,
 		return KS_OK;
 	}
 	if (strcmp(key, "extended_key_usage") == 0) {
+		if (p->credential == KS_CREDENTIAL_CLAIM) {
+			set_err(err, errlen,
+				"extended_key_usage: not allowed in a claim profile (its only key purpose is the kiln claim OID)");
+			return KS_ERR_CONFIG;
+		}
 		if (PARSE_LIST(value, eku_names, &mask, bad, sizeof(bad)) != 0) {
 			set_err(err, errlen,
 				"extended_key_usage: bad value '%s' (expected a comma-separated list of clientAuth, serverAuth)",
@@ -700,6 +705,40 @@ ks_err_t ks_profile_set(ks_profile_t *p, const char *key, const char *value,
 		p->lot_quota = u;
 		return KS_OK;
 	}
+	if (strcmp(key, "credential") == 0) {
+		if (strcmp(value, "identity") == 0) {
+			if (p->credential == KS_CREDENTIAL_CLAIM) {
+				p->ext_key_usage = KS_EKU_CLIENT_AUTH;
+				p->claim_uses = 0;
+			}
+			p->credential = KS_CREDENTIAL_IDENTITY;
+		} else if (strcmp(value, "claim") == 0) {
+			/* restricted key purpose, short life, one use */
+			p->credential = KS_CREDENTIAL_CLAIM;
+			p->ext_key_usage = KS_EKU_KILN_CLAIM;
+			if (p->validity_days == 0)
+				p->validity_days =
+					KS_PROFILE_CLAIM_VALIDITY_DEFAULT;
+			if (p->claim_uses == 0)
+				p->claim_uses = 1;
+		} else {
+			set_err(err, errlen,
+				"credential: bad value '%s' (expected identity or claim)",
+				value);
+			return KS_ERR_CONFIG;
+		}
+		return KS_OK;
+	}
+	if (strcmp(key, "claim_uses") == 0) {
+		if (parse_u64(value, KS_PROFILE_CLAIM_USES_MAX, &u) != 0) {
+			set_err(err, errlen,
+				"claim_uses: bad value '%s' (expected 0..%u)",
+				value, KS_PROFILE_CLAIM_USES_MAX);
+			return KS_ERR_CONFIG;
+		}
+		p->claim_uses = (uint32_t)u;
+		return KS_OK;
+	}
 	if (strcmp(key, "production") == 0) {
 		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0) {
 			p->production = 1;
@@ -715,7 +754,7 @@ ks_err_t ks_profile_set(ks_profile_t *p, const char *key, const char *value,
 		return KS_OK;
 	}
 	set_err(err, errlen,
-		"unknown profile key '%s' (known: subject, validity_days, backdate_seconds, key_usage, extended_key_usage, san_dns, san_uri, key_origin, lock, key_algorithm, lot_quota, production)",
+		"unknown profile key '%s' (known: subject, validity_days, backdate_seconds, key_usage, extended_key_usage, san_dns, san_uri, key_origin, lock, key_algorithm, lot_quota, production, credential, claim_uses)",
 		key);
 	return KS_ERR_CONFIG;
 }
@@ -759,6 +798,33 @@ ks_err_t ks_profile_validate(const ks_profile_t *p, char *err, size_t errlen)
 	}
 	if (p->ext_key_usage == 0) {
 		set_err(err, errlen, "profile '%s': extended_key_usage is empty",
+			p->name);
+		return KS_ERR_CONFIG;
+	}
+	if (p->credential == KS_CREDENTIAL_CLAIM &&
+	    p->ext_key_usage != KS_EKU_KILN_CLAIM) {
+		set_err(err, errlen,
+			"profile '%s': a claim profile carries only the kiln claim key purpose (remove extended_key_usage)",
+			p->name);
+		return KS_ERR_CONFIG;
+	}
+	if (p->credential == KS_CREDENTIAL_CLAIM &&
+	    p->validity_days > KS_PROFILE_CLAIM_VALIDITY_MAX) {
+		set_err(err, errlen,
+			"profile '%s': validity_days %u is too long for a claim credential (at most %u)",
+			p->name, p->validity_days,
+			KS_PROFILE_CLAIM_VALIDITY_MAX);
+		return KS_ERR_CONFIG;
+	}
+	if (p->credential != KS_CREDENTIAL_CLAIM &&
+	    (p->credential != KS_CREDENTIAL_IDENTITY ||
+	     (p->ext_key_usage & KS_EKU_KILN_CLAIM) != 0)) {
+		set_err(err, errlen, "profile '%s': inconsistent credential",
+			p->name);
+		return KS_ERR_CONFIG;
+	}
+	if (p->claim_uses > KS_PROFILE_CLAIM_USES_MAX) {
+		set_err(err, errlen, "profile '%s': claim_uses out of range",
 			p->name);
 		return KS_ERR_CONFIG;
 	}

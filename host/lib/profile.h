@@ -56,6 +56,25 @@ typedef enum {
 /* extended_key_usage bits. */
 #define KS_EKU_CLIENT_AUTH 0x01u
 #define KS_EKU_SERVER_AUTH 0x02u
+#define KS_EKU_KILN_CLAIM 0x04u /* only in claim profiles (credential=claim) */
+
+/*
+ * The kiln claim key purpose (extendedKeyUsage) of bootstrap credentials:
+ * an OID under the UUID arc 2.25 (ITU-T X.667, no registration needed),
+ * UUID 8c8f769c-0900-4cc8-835d-ca6a7e10240b. A certificate whose only key
+ * purpose is this one is not accepted for TLS client or server
+ * authentication by verifiers that check the EKU (OpenSSL, mbedTLS, Go,
+ * browsers): it is good for kiln field enrollment only (docs/bootstrap.md).
+ */
+#define KS_PROFILE_CLAIM_OID "2.25.186836823547371013366819102786837292043"
+#define KS_PROFILE_CLAIM_VALIDITY_DEFAULT 30u  /* days */
+#define KS_PROFILE_CLAIM_VALIDITY_MAX 365u     /* days */
+#define KS_PROFILE_CLAIM_USES_MAX 1000u
+
+typedef enum {
+	KS_CREDENTIAL_IDENTITY = 0, /* the device's factory identity */
+	KS_CREDENTIAL_CLAIM = 1,    /* a bootstrap (claim) credential */
+} ks_credential_t;
 
 /** One subject attribute: an allowlisted type and a value template. */
 typedef struct {
@@ -82,6 +101,10 @@ typedef struct ks_profile {
 	uint64_t lot_quota; /* certificates per lot; 0 = unlimited */
 	uint32_t production; /* 1: release gate applies (no development CA,
 				no published test key); default 0 */
+	uint32_t credential; /* ks_credential_t; default identity */
+	uint32_t claim_uses; /* enrollments one certificate of this profile
+				may authorise: default 1 for claims, 0 (none)
+				for identities */
 } ks_profile_t;
 
 /** Values substituted into templates at issuance. All are NUL-terminated. */

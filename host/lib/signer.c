@@ -85,13 +85,11 @@ ks_err_t ks_issue_req_set_pubkey(ks_issue_req_t *req, const EVP_PKEY *key)
 ks_err_t ks_issue_req_set_point(ks_issue_req_t *req,
 				const uint8_t pt[KS_P256_POINT_LEN])
 {
-	EVP_PKEY *pk = NULL;
 	ks_err_t r;
 
 	if (req == NULL || pt == NULL)
 		return KS_ERR_ARG;
-	r = ks_pubkey_from_point(pt, &pk); /* on the curve? */
-	EVP_PKEY_free(pk);
+	r = ks_pubkey_point_check(pt); /* on the curve? */
 	if (r != KS_OK)
 		return r;
 	ks_pubkey_spki_encode(pt, req->spki);
@@ -457,8 +455,7 @@ static ks_err_t subject_point(const ks_issue_req_t *req,
 			return KS_ERR_POLICY;
 		}
 	}
-	r = ks_pubkey_from_point(pt, &pk);
-	EVP_PKEY_free(pk);
+	r = ks_pubkey_point_check(pt);
 	if (r != KS_OK) {
 		ks_log_error("subject key refused: not a valid P-256 point");
 		return KS_ERR_POLICY;
@@ -632,6 +629,14 @@ static int add_extensions(ks_signer_t *s, X509 *x, const ks_profile_t *prof,
 	    ((prof->ext_key_usage & KS_EKU_SERVER_AUTH) &&
 	     sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) <= 0))
 		goto out;
+	if ((prof->ext_key_usage & KS_EKU_KILN_CLAIM) != 0) {
+		ASN1_OBJECT *claim = OBJ_txt2obj(KS_PROFILE_CLAIM_OID, 1);
+
+		if (claim == NULL || sk_ASN1_OBJECT_push(eku, claim) <= 0) {
+			ASN1_OBJECT_free(claim);
+			goto out;
+		}
+	}
 	if (X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0,
 			      X509V3_ADD_DEFAULT) != 1)
 		goto out;
