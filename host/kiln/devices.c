@@ -120,6 +120,8 @@ static int show(kc_global_t *g, const char *id)
 	       kc_str(v, "cert_serial")[0] ? kc_str(v, "cert_serial") : "-");
 	printf("public key hash  %s\n", kc_str(v, "pubkey_sha256"));
 	printf("identity digest  %s\n", kc_str(v, "identity_digest"));
+	printf("boot key hash    %s\n",
+	       kc_str(v, "boot_key_hash")[0] ? kc_str(v, "boot_key_hash") : "-");
 	if (json_is_integer(json_object_get(v, "lock_bits")))
 		printf("lock bits        0x%02" PRIx64 "\n", kc_int(v, "lock_bits"));
 	ss = json_object_get(rsp, "sessions");

@@ -363,21 +363,25 @@ static json_t *cmd_batch_stop(kd_daemon_t *d, json_t *req, const char *actor)
 static json_t *device_json(const ks_reg_device_t *v)
 {
 	char uid[2 * KS_REG_UID_MAX + 1], pk[65] = "", dg[65] = "";
+	char bk[65] = "";
 
 	hexs(v->uid, v->uid_len, uid);
 	if (v->has_pubkey)
 		hexs(v->pubkey_sha256, 32, pk);
 	if (v->has_identity_digest)
 		hexs(v->identity_digest, 32, dg);
+	if (v->has_boot_key)
+		hexs(v->boot_key_hash, 32, bk);
 	return json_pack(
-		"{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:o, s:s, s:s, s:s, s:I, s:I}",
+		"{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:o, s:s, s:s, s:s, s:s, s:I, s:I}",
 		"uid", uid, "serial", v->serial, "state",
 		ks_reg_state_name((int)v->state), "key_origin",
 		ks_reg_key_origin_name(v->key_origin), "lot", v->lot, "station",
 		v->station, "slot", v->slot, "lock_bits",
 		v->has_lock_bits ? json_integer(v->lock_bits) : json_null(),
 		"cert_serial", v->cert_serial, "pubkey_sha256", pk,
-		"identity_digest", dg, "created_ms", (json_int_t)v->created_ms,
+		"identity_digest", dg, "boot_key_hash", bk,
+		"created_ms", (json_int_t)v->created_ms,
 		"updated_ms", (json_int_t)v->updated_ms);
 }
 

@@ -33,7 +33,7 @@ static const struct {
 	  "SELECT d.id, d.uid, d.serial, d.state, d.key_origin, l.name AS lot, "
 	  "d.station_id AS station, d.slot, d.lock_bits, d.identity_digest, "
 	  "d.pubkey_sha256, c.serial_hex AS cert_serial, d.created_ms, "
-	  "d.updated_ms FROM devices d JOIN lots l ON l.id = d.lot_id LEFT "
+	  "d.updated_ms, d.boot_key_hash FROM devices d JOIN lots l ON l.id = d.lot_id LEFT "
 	  "JOIN certificates c ON c.id = d.cert_id ORDER BY d.id",
 	  -1 },
 	{ "certificates",

@@ -1748,6 +1748,84 @@ int ks_reg_active(ks_reg_t *reg, int64_t session_id, const char *actor)
 	return do_step(reg, session_id, &step, active_extra, NULL, actor);
 }
 
+int ks_reg_boot_key(ks_reg_t *reg, int64_t session_id, const uint8_t hash[32])
+{
+	sqlite3_stmt *st = NULL;
+	sess_row_t s;
+	uint8_t old[32];
+	int has_old = 0;
+	char hex[65];
+	char *details = NULL;
+	int r;
+	int rc;
+
+	if (reg == NULL || hash == NULL)
+		return KS_ERR_ARG;
+	pthread_mutex_lock(&reg->mu);
+	r = ks_reg_tx_begin(reg);
+	if (r != KS_OK)
+		goto unlock;
+	r = sess_load(reg, session_id, &s);
+	if (r != KS_OK)
+		goto out;
+	if (ks_reg_state_is_final(s.state)) {
+		ks_log_warn("session %lld has ended (%s): no boot key recorded",
+			    (long long)session_id, ks_reg_state_name(s.state));
+		r = KS_ERR_STATE;
+		goto out;
+	}
+	r = prep(reg, "SELECT boot_key_hash FROM sessions WHERE id = ?", &st);
+	if (r != KS_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, session_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		has_old = col_hash(st, 0, old);
+	else
+		r = ks_reg_sqlite_err(reg, rc, "boot key lookup");
+	sqlite3_finalize(st);
+	if (r != KS_OK)
+		goto out;
+	if (has_old) {
+		/* a resumed session repeats the call: same hash, nothing new */
+		if (memcmp(old, hash, 32) != 0) {
+			ks_log_warn("session %lld recorded another boot key hash",
+				    (long long)session_id);
+			r = KS_ERR_STATE;
+		}
+		goto out;
+	}
+	r = update_session_col(reg,
+			       "UPDATE sessions SET boot_key_hash = ?2 WHERE "
+			       "id = ?1",
+			       s.id, hash, 32, 0);
+	if (r == KS_OK)
+		r = update_session_col(reg,
+				       "UPDATE devices SET boot_key_hash = ?2 "
+				       "WHERE id = ?1",
+				       s.device_id, hash, 32, 0);
+	if (r != KS_OK)
+		goto out;
+	ks_reg_hex(hash, 32, hex);
+	details = json_text(json_pack("{s:s}", "boot_key_hash", hex));
+	if (details == NULL) {
+		r = KS_ERR_NOMEM;
+		goto out;
+	}
+	r = append_session_event(reg, &s, KS_REG_EV_BOOT_KEY_WRITTEN, NULL,
+				 NULL, details);
+	if (r != KS_OK)
+		goto out;
+	r = ks_reg_tx_commit(reg);
+out:
+	if (r != KS_OK || has_old)
+		ks_reg_tx_rollback(reg);
+unlock:
+	pthread_mutex_unlock(&reg->mu);
+	free(details);
+	return r;
+}
+
 /* Facts taken from a certificate's DER. */
 typedef struct {
 	char serial_hex[KS_REG_SERIAL_MAX * 2];
@@ -2023,7 +2101,8 @@ unlock:
 #define DEVICE_SELECT                                                     \
 	"SELECT d.id, d.uid, d.serial, d.state, d.key_origin, l.name, "   \
 	"d.station_id, d.slot, d.lock_bits, d.identity_digest, "          \
-	"d.pubkey_sha256, c.serial_hex, d.created_ms, d.updated_ms "      \
+	"d.pubkey_sha256, c.serial_hex, d.created_ms, d.updated_ms, "     \
+	"d.boot_key_hash "                                                \
 	"FROM devices d JOIN lots l ON l.id = d.lot_id LEFT JOIN "        \
 	"certificates c ON c.id = d.cert_id AND c.status = 'ACTIVE' "
 
@@ -2053,6 +2132,7 @@ static void device_from_row(sqlite3_stmt *st, ks_reg_device_t *d)
 	col_text(st, 11, d->cert_serial, sizeof(d->cert_serial));
 	d->created_ms = sqlite3_column_int64(st, 12);
 	d->updated_ms = sqlite3_column_int64(st, 13);
+	d->has_boot_key = col_hash(st, 14, d->boot_key_hash);
 }
 
 int ks_reg_device_get(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,

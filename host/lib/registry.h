@@ -84,7 +84,8 @@ typedef enum {
 	X(KS_REG_EV_STATION_STOPPED, "STATION_STOPPED")   \
 	X(KS_REG_EV_INTERRUPTED, "INTERRUPTED")           \
 	X(KS_REG_EV_CHECKPOINT, "CHECKPOINT")             \
-	X(KS_REG_EV_SIGN_REFUSED, "SIGN_REFUSED")
+	X(KS_REG_EV_SIGN_REFUSED, "SIGN_REFUSED")         \
+	X(KS_REG_EV_BOOT_KEY_WRITTEN, "BOOT_KEY_WRITTEN")
 
 typedef enum {
 #define KS_REG_X(name, str) name,
@@ -157,6 +158,8 @@ typedef struct {
 	int has_pubkey;
 	uint8_t pubkey_sha256[32];       /* of the ACTIVE identity */
 	char cert_serial[KS_REG_SERIAL_MAX * 2]; /* "" when none is ACTIVE */
+	int has_boot_key;
+	uint8_t boot_key_hash[32];       /* secure-boot key hash written */
 	int64_t created_ms;
 	int64_t updated_ms;
 } ks_reg_device_t;
@@ -327,6 +330,18 @@ KS_REG_WUR int ks_reg_active(ks_reg_t *reg, int64_t session_id,
 KS_REG_WUR int ks_reg_fail(ks_reg_t *reg, int64_t session_id,
 			   ks_reg_state_t outcome, const char *reason,
 			   const char *actor);
+
+/**
+ * Record the secure-boot key hash (SHA-256 of the firmware-signing public
+ * key) written to the device of an unfinished session: stored on the
+ * device row (devices.boot_key_hash) with a BOOT_KEY_WRITTEN audit event,
+ * in one durable transaction. Writing the same hash again is a no-op
+ * (KS_OK, no new event), so a resumed session may repeat the call; a
+ * different hash for a session that already recorded one is KS_ERR_STATE,
+ * as is a session that has ended. KS_ERR_NOTFOUND: no such session.
+ */
+KS_REG_WUR int ks_reg_boot_key(ks_reg_t *reg, int64_t session_id,
+			       const uint8_t hash[32]);
 
 /* ---- devices, counters, events ---- */
 

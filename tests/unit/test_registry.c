@@ -249,6 +249,63 @@ static void test_session_happy_path(void **state)
 	free(path);
 }
 
+/* ---- secure-boot key hash ---- */
+
+static void test_boot_key(void **state)
+{
+	char *path = NULL;
+	ks_reg_t *reg = fresh("bootkey.db", &path);
+	ks_reg_device_t dev;
+	ks_reg_device_t *list = NULL;
+	uint8_t h1[32], h2[32];
+	size_t n = 0;
+	int64_t sid;
+
+	(void)state;
+	memset(h1, 0xa5, sizeof(h1));
+	memset(h2, 0x5a, sizeof(h2));
+	sid = tr_provision(reg, &fx.ca, "L1", "uid-boot", 0, 300,
+			   KS_REG_LOCKED);
+	assert_true(sid > 0);
+	assert_int_equal(ks_reg_device_get(reg, (const uint8_t *)"uid-boot",
+					   8, NULL, &dev),
+			 KS_OK);
+	assert_false(dev.has_boot_key);
+	assert_int_equal(ks_reg_boot_key(reg, sid, h1), KS_OK);
+	/* repeated by a resumed session: no-op; another hash: refused */
+	assert_int_equal(ks_reg_boot_key(reg, sid, h1), KS_OK);
+	assert_int_equal(ks_reg_boot_key(reg, sid, h2), KS_ERR_STATE);
+	assert_int_equal(ks_reg_boot_key(reg, 9999, h1), KS_ERR_NOTFOUND);
+	assert_int_equal(ks_reg_boot_key(reg, sid, NULL), KS_ERR_ARG);
+	assert_int_equal(ks_reg_device_get(reg, (const uint8_t *)"uid-boot",
+					   8, NULL, &dev),
+			 KS_OK);
+	assert_true(dev.has_boot_key);
+	assert_memory_equal(dev.boot_key_hash, h1, 32);
+	assert_int_equal(ks_reg_active(reg, sid, NULL), KS_OK);
+	/* an ended session records nothing more */
+	assert_int_equal(ks_reg_boot_key(reg, sid, h1), KS_ERR_STATE);
+	assert_int_equal(ks_reg_device_list(reg, NULL, &list, &n), KS_OK);
+	assert_int_equal(n, 1);
+	assert_true(list[0].has_boot_key);
+	assert_memory_equal(list[0].boot_key_hash, h1, 32);
+	free(list);
+	/* an operator cannot forge the event */
+	assert_int_equal(ks_reg_audit_event(reg, "bob",
+					    KS_REG_EV_BOOT_KEY_WRITTEN, NULL),
+			 KS_ERR_ARG);
+	ks_reg_close(&reg);
+	assert_int_equal(query_int(path, "SELECT count(*) FROM audit WHERE "
+					 "type = 'BOOT_KEY_WRITTEN'"),
+			 1);
+	assert_int_equal(query_int(path, "SELECT count(*) FROM audit WHERE "
+					 "type = 'BOOT_KEY_WRITTEN' AND details "
+					 "LIKE '%a5a5a5a5%'"),
+			 1);
+	assert_verifies(path);
+	free(path);
+}
+
 static void test_duplicates_and_reprovision(void **state)
 {
 	char *path = NULL;
@@ -898,6 +955,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_migrations_from_empty),
 		cmocka_unit_test(test_session_happy_path),
+		cmocka_unit_test(test_boot_key),
 		cmocka_unit_test(test_duplicates_and_reprovision),
 		cmocka_unit_test(test_serials_never_reused),
 		cmocka_unit_test(test_quota_and_lots),
