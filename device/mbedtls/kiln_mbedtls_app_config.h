@@ -22,10 +22,17 @@
  *    defines MBEDTLS_NO_PLATFORM_ENTROPY and registers its TRNG with
  *    mbedtls_entropy_add_source().
  *
- * TLS 1.3 is left out: in 3.6 it needs PSA crypto (MBEDTLS_PSA_CRYPTO_C),
- * which would double the code size of this configuration. The default
- * libc allocator is used (the application may install a static heap with
- * MBEDTLS_MEMORY_BUFFER_ALLOC_C as the agent does).
+ *  - TLS 1.3 (ephemeral ECDHE key exchange, TLS_AES_128_GCM_SHA256): the
+ *    station's enrollment service (docs/bootstrap.md) speaks TLS 1.3
+ *    only. In 3.6 TLS 1.3 runs its key schedule through PSA crypto
+ *    (MBEDTLS_PSA_CRYPTO_C, not MBEDTLS_USE_PSA_CRYPTO, so the PK layer
+ *    keeps legacy EC keys and device/identity's delegated key works):
+ *    call psa_crypto_init() before a handshake;
+ *  - PKCS#10 CSR writing and HKDF (device/identity/enroll.c: the
+ *    operational key's CSR and its storage key).
+ *
+ * The default libc allocator is used (the application may install a
+ * static heap with MBEDTLS_MEMORY_BUFFER_ALLOC_C as the agent does).
  */
 #ifndef KILN_MBEDTLS_APP_CONFIG_H
 #define KILN_MBEDTLS_APP_CONFIG_H
@@ -78,8 +85,20 @@
 #define MBEDTLS_SSL_EXTENDED_MASTER_SECRET
 #define MBEDTLS_SSL_SERVER_NAME_INDICATION
 #define MBEDTLS_SSL_KEEP_PEER_CERTIFICATE
-#define MBEDTLS_SSL_CIPHERSUITES \
-	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+#define MBEDTLS_SSL_CIPHERSUITES                       \
+	MBEDTLS_TLS1_3_AES_128_GCM_SHA256,             \
+		MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+
+/* TLS 1.3 client (key schedule through PSA crypto) */
+#define MBEDTLS_HKDF_C
+#define MBEDTLS_PSA_CRYPTO_C
+#define MBEDTLS_SSL_PROTO_TLS1_3
+#define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ENABLED
+
+/* PKCS#10 requests (field enrollment) */
+#define MBEDTLS_PK_WRITE_C
+#define MBEDTLS_X509_CREATE_C
+#define MBEDTLS_X509_CSR_WRITE_C
 
 /* POSIX sockets for the example client; error strings */
 #define MBEDTLS_NET_C

@@ -28,6 +28,7 @@
 #include "mbedtls/net_sockets.h"
 #include "mbedtls/ssl.h"
 #include "mbedtls/x509_crt.h"
+#include "psa/crypto.h"
 
 #include "device/identity/identity.h"
 #include "device/ports/posix/sim_image.h"
@@ -229,6 +230,11 @@ static int tls_setup(tls_t *t, const opts_t *o)
 	kid_err_t e;
 	int ret;
 
+	/* TLS 1.3 runs its key schedule through PSA crypto */
+	if (psa_crypto_init() != PSA_SUCCESS) {
+		fprintf(stderr, "kiln-mtls-client: psa_crypto_init failed\n");
+		return EXIT_TLS;
+	}
 	ret = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func,
 				    &t->entropy, (const unsigned char *)pers,
 				    sizeof(pers) - 1);
