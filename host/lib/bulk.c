@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include "host/lib/hostkey.h"
@@ -173,9 +174,11 @@ static ks_err_t issue_one(ks_bulk_t *b, const uint8_t *uid, size_t uid_len,
 			      ? (uint32_t)KS_KEY_ORIGIN_HOST
 			      : (uint32_t)KS_KEY_ORIGIN_DEVICE;
 	req->session_id = sess.id;
+	/* set_point checks the point and writes the canonical SPKI: its hash
+	 * is the registry's key fingerprint (no second check of the point) */
 	r = ks_issue_req_set_point(req, pt);
-	if (r == KS_OK)
-		r = ks_issue_req_spki_sha256(req, spki_hash);
+	if (r == KS_OK && SHA256(req->spki, req->spki_len, spki_hash) == NULL)
+		r = KS_ERR_CRYPTO;
 	if (r != KS_OK)
 		goto fail;
 	rc = ks_reg_keyed(b->cfg.reg, sess.id, spki_hash, b->cfg.origin,

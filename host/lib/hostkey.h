@@ -45,8 +45,20 @@ ks_err_t ks_hostkey_pubkey_point(const EVP_PKEY *key,
 void ks_hostkey_free(EVP_PKEY **key);
 
 /**
+ * Check an uncompressed P-256 point: 0x04 prefix, coordinates below the
+ * field prime, on the curve (P-256 has cofactor 1, so that is a full
+ * public-key validation). KS_ERR_VERIFY on a bad point, KS_ERR_NOMEM or
+ * KS_ERR_CRYPTO when the check could not run. Cheap (no EVP_PKEY, no
+ * provider lookup, the curve's group is built once): use it where only
+ * validity matters.
+ */
+__attribute__((warn_unused_result))
+ks_err_t ks_pubkey_point_check(const uint8_t pt[KS_P256_POINT_LEN]);
+
+/**
  * Build a public-only P-256 EVP_PKEY from an uncompressed point. The point
- * is checked to be on the curve. Returns KS_ERR_VERIFY on a bad point.
+ * is checked as by ks_pubkey_point_check(). Returns KS_ERR_VERIFY on a bad
+ * point.
  */
 __attribute__((warn_unused_result))
 ks_err_t ks_pubkey_from_point(const uint8_t pt[KS_P256_POINT_LEN],
@@ -62,7 +74,7 @@ ks_err_t ks_pubkey_point(const EVP_PKEY *key, uint8_t out[KS_P256_POINT_LEN]);
 /**
  * Encode the canonical DER SubjectPublicKeyInfo of a P-256 point
  * (id-ecPublicKey, namedCurve prime256v1, uncompressed point). The point is
- * not checked here; ks_pubkey_from_point() does that.
+ * not checked here; ks_pubkey_point_check() does that.
  */
 void ks_pubkey_spki_encode(const uint8_t pt[KS_P256_POINT_LEN],
 			   uint8_t out[KS_P256_SPKI_LEN]);
