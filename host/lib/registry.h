@@ -85,7 +85,9 @@ typedef enum {
 	X(KS_REG_EV_INTERRUPTED, "INTERRUPTED")           \
 	X(KS_REG_EV_CHECKPOINT, "CHECKPOINT")             \
 	X(KS_REG_EV_SIGN_REFUSED, "SIGN_REFUSED")         \
-	X(KS_REG_EV_BOOT_KEY_WRITTEN, "BOOT_KEY_WRITTEN")
+	X(KS_REG_EV_BOOT_KEY_WRITTEN, "BOOT_KEY_WRITTEN") \
+	X(KS_REG_EV_ENROLLED, "ENROLLED")                 \
+	X(KS_REG_EV_ENROLL_REFUSED, "ENROLL_REFUSED")
 
 typedef enum {
 #define KS_REG_X(name, str) name,
@@ -405,6 +407,94 @@ KS_REG_WUR int ks_reg_device_rma(ks_reg_t *reg, const uint8_t *uid,
 				 size_t uid_len, const char *reason,
 				 const char *actor, char *cert_serial,
 				 size_t cert_cap);
+
+/* ---- field enrollment (host/lib/registry_enroll.c) ----
+ *
+ * A device that holds a claim (or factory identity) certificate asks the
+ * station's enrollment service (host/lib/est.h) for its operational
+ * certificate. The enrollment is a session of the device's UID in the
+ * lot its credential was issued into, with its own device serial, that
+ * goes RESERVED -> KEYED (ks_reg_enroll_begin) -> ISSUED
+ * (ks_reg_cert_issued) -> ACTIVE (ks_reg_enroll_finish); a failure ends
+ * it with ks_reg_fail(). Each completed enrollment appends an ENROLLED
+ * audit event whose cert_serial is the CREDENTIAL used (the new
+ * certificate's serial is in its details): the number of ENROLLED events
+ * of a credential is its use count, kept in the append-only, hash-chained
+ * log so it cannot be wound back without `kiln audit verify` noticing.
+ */
+
+/** A credential presented for enrollment, as the registry knows it. */
+typedef struct {
+	int64_t cert_id;
+	char serial_hex[KS_REG_SERIAL_MAX * 2];
+	char status[16];               /* ISSUED, ACTIVE, VOID, SUPERSEDED */
+	char profile[KS_REG_NAME_MAX]; /* profile of the session that issued it */
+	char lot[KS_REG_NAME_MAX];
+	uint8_t uid[KS_REG_UID_MAX];   /* the device it was issued to */
+	size_t uid_len;
+	char device_serial[KS_REG_SERIAL_MAX]; /* the device's latest serial */
+	ks_reg_state_t device_state;
+	uint64_t uses;                 /* ENROLLED events naming it */
+} ks_reg_credential_t;
+
+/**
+ * Find the certificate @der (its serial and its exact bytes) and what it
+ * was issued for. KS_ERR_NOTFOUND if the registry has no such certificate.
+ */
+KS_REG_WUR int ks_reg_enroll_lookup(ks_reg_t *reg, const uint8_t *der,
+				    size_t der_len,
+				    ks_reg_credential_t *out);
+
+/** An enrollment to begin (all strings NUL-terminated). */
+typedef struct {
+	const char *credential_serial; /* hex serial of the credential used */
+	const uint8_t *uid;            /* UID the CSR asks for */
+	size_t uid_len;
+	const uint8_t *pubkey_sha256;  /* of the CSR's SubjectPublicKeyInfo */
+	const char *profile;           /* operational profile */
+	uint32_t uses_allowed;         /* claim_uses of the credential's profile */
+	int reenroll;                  /* 1: may replace a live operational
+					  identity of the UID */
+	const char *peer;              /* "ADDR:PORT" of the client */
+} ks_reg_enroll_req_t;
+
+/**
+ * Check the enrollment against the registry and begin it, in one durable
+ * transaction: the credential must exist, not be VOID and belong to
+ * req->uid, whose device is not SCRAPPED; its uses must be below
+ * uses_allowed (KS_ERR_QUOTA otherwise); the UID must have no unfinished
+ * session (KS_ERR_BUSY) and, unless req->reenroll, no ACTIVE certificate
+ * of req->profile (KS_ERR_DUPLICATE). A new device serial is allocated
+ * from the lot's prefix and the session recorded as KEYED with the
+ * public key (SESSION_RESERVED and KEYED events, details naming the
+ * credential and peer). KS_ERR_NOTFOUND: no such credential;
+ * KS_ERR_POLICY: the credential is VOID, belongs to another UID, or the
+ * device is SCRAPPED. The reason of a refusal goes to why.
+ */
+KS_REG_WUR int ks_reg_enroll_begin(ks_reg_t *reg,
+				   const ks_reg_enroll_req_t *req,
+				   const char *actor, ks_reg_session_t *session,
+				   char *why, size_t whylen);
+
+/**
+ * ISSUED -> ACTIVE for an enrollment session: its certificate becomes the
+ * device's ACTIVE one (the previous one, e.g. the claim, SUPERSEDED) and
+ * an ENROLLED event names the credential, the new certificate and peer.
+ */
+KS_REG_WUR int ks_reg_enroll_finish(ks_reg_t *reg, int64_t session_id,
+				    const char *credential_serial,
+				    const char *peer, const char *actor);
+
+/**
+ * Record a refused enrollment (ENROLL_REFUSED): the credential's serial
+ * (NULL if none was presented or known), the UID (may be NULL), the peer
+ * and the reason.
+ */
+KS_REG_WUR int ks_reg_enroll_refused(ks_reg_t *reg,
+				     const char *credential_serial,
+				     const uint8_t *uid, size_t uid_len,
+				     const char *peer, const char *reason,
+				     const char *actor);
 
 /** 1 if a certificate that is not VOID exists for this public-key hash. */
 int ks_reg_pubkey_known(ks_reg_t *reg, const uint8_t pubkey_sha256[32]);
