@@ -96,6 +96,7 @@ int kc_cmd_devices(kc_global_t *g, int argc, char **argv);
 int kc_cmd_lots(kc_global_t *g, int argc, char **argv);
 int kc_cmd_audit(kc_global_t *g, int argc, char **argv);
 int kc_cmd_ca(kc_global_t *g, int argc, char **argv);
+int kc_cmd_image(kc_global_t *g, int argc, char **argv);
 int kc_cmd_rma(kc_global_t *g, int argc, char **argv);
 
 /**

@@ -13,6 +13,7 @@
 
 #include <openssl/obj_mac.h>
 
+#include "host/lib/image.h"
 #include "protocol/msg.h"
 
 /* Allowlisted subject attribute types with their RFC 5280 upper bounds. */
@@ -753,8 +754,22 @@ ks_err_t ks_profile_set(ks_profile_t *p, const char *key, const char *value,
 		}
 		return KS_OK;
 	}
+	if (strcmp(key, "secure_boot_key") == 0) {
+		uint8_t pub[KS_IMAGE_PUBKEY_LEN];
+		char why[256] = "";
+
+		if (ks_image_pubkey_load(value, pub, why, sizeof(why)) !=
+		    KS_OK) {
+			set_err(err, errlen, "secure_boot_key: bad value (%s)",
+				why);
+			return KS_ERR_CONFIG;
+		}
+		ks_image_key_hash(pub, p->boot_key_hash);
+		p->has_boot_key = true;
+		return KS_OK;
+	}
 	set_err(err, errlen,
-		"unknown profile key '%s' (known: subject, validity_days, backdate_seconds, key_usage, extended_key_usage, san_dns, san_uri, key_origin, lock, key_algorithm, lot_quota, production, credential, claim_uses)",
+		"unknown profile key '%s' (known: subject, validity_days, backdate_seconds, key_usage, extended_key_usage, san_dns, san_uri, key_origin, lock, key_algorithm, lot_quota, production, credential, claim_uses, secure_boot_key)",
 		key);
 	return KS_ERR_CONFIG;
 }

@@ -14,6 +14,7 @@
 #ifndef KILN_HOST_LIB_PROFILE_H
 #define KILN_HOST_LIB_PROFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -101,6 +102,11 @@ typedef struct ks_profile {
 	uint64_t lot_quota; /* certificates per lot; 0 = unlimited */
 	uint32_t production; /* 1: release gate applies (no development CA,
 				no published test key); default 0 */
+	bool has_boot_key; /* secure_boot_key set */
+	uint8_t boot_key_hash[32]; /* SHA-256 of the firmware-signing key's
+				      65-byte uncompressed P-256 point: the
+				      value burnt into the OTP key-hash slot
+				      (docs/secure-boot.md) */
 	uint32_t credential; /* ks_credential_t; default identity */
 	uint32_t claim_uses; /* enrollments one certificate of this profile
 				may authorise: default 1 for claims, 0 (none)
