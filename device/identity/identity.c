@@ -409,6 +409,47 @@ out:
 	return r;
 }
 
+kid_err_t kid_derive_key(const uint8_t *info, size_t info_len,
+			 uint8_t out[32])
+{
+	static const uint8_t salt[] = "kiln kid_derive_key v1";
+	const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+	mbedtls_md_context_t ctx;
+	uint8_t d[32], prk[32];
+	const uint8_t one = 1;
+	kid_err_t r = KID_ERR_CRYPTO;
+
+	if ((info == NULL && info_len != 0) || out == NULL)
+		return KID_ERR_ARG;
+	if (!S.open)
+		return KID_ERR_NOT_OPEN;
+	mbedtls_md_init(&ctx);
+	memset(d, 0, sizeof(d));
+	if (ka_record_key_load(&S.st, S.key_slot, d) != KP_ST_OK) {
+		r = KID_ERR_KEY;
+		goto out;
+	}
+	/* HKDF-SHA256 (RFC 5869), one output block: PRK = HMAC(salt, d),
+	 * OKM = HMAC(PRK, info | 0x01) */
+	if (md == NULL ||
+	    mbedtls_md_hmac(md, salt, sizeof(salt) - 1, d, sizeof(d), prk) !=
+		    0 ||
+	    mbedtls_md_setup(&ctx, md, 1) != 0 ||
+	    mbedtls_md_hmac_starts(&ctx, prk, sizeof(prk)) != 0 ||
+	    (info_len > 0 && mbedtls_md_hmac_update(&ctx, info, info_len) != 0) ||
+	    mbedtls_md_hmac_update(&ctx, &one, 1) != 0 ||
+	    mbedtls_md_hmac_finish(&ctx, out) != 0)
+		goto out;
+	r = KID_OK;
+out:
+	mbedtls_md_free(&ctx);
+	mbedtls_platform_zeroize(d, sizeof(d));
+	mbedtls_platform_zeroize(prk, sizeof(prk));
+	if (r != KID_OK)
+		mbedtls_platform_zeroize(out, 32);
+	return r;
+}
+
 kid_err_t kid_sign(const uint8_t hash[32], uint8_t *sig, size_t cap,
 		   size_t *sig_len)
 {

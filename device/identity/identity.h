@@ -80,7 +80,11 @@
 	  "device certificate does not carry the stored key")                \
 	X(KID_ERR_UNLOCKED, 15, "identity is not locked")                    \
 	X(KID_ERR_CRYPTO, 16, "cryptographic operation failed")              \
-	X(KID_ERR_BUFFER, 17, "output buffer too small")
+	X(KID_ERR_BUFFER, 17, "output buffer too small")                    \
+	X(KID_ERR_NET, 18, "network or TLS failure")                         \
+	X(KID_ERR_REFUSED, 19, "the enrollment service refused the request") \
+	X(KID_ERR_RESPONSE, 20, "malformed enrollment response")             \
+	X(KID_ERR_NO_OPERATIONAL, 21, "no operational identity stored")
 
 typedef enum {
 #define KID_X(name, code, text) name = code,
@@ -142,6 +146,17 @@ kid_err_t kid_lock_state(uint8_t *lock) KID_WUR;
  */
 kid_err_t kid_sign(const uint8_t hash[32], uint8_t *sig, size_t cap,
 		   size_t *sig_len) KID_WUR;
+
+/**
+ * Derive a 32-byte key from the device key for the application (HKDF-
+ * SHA256 with the OTP private scalar as input keying material, @info as
+ * context; the scalar is loaded for this call and wiped). The same device
+ * and info always give the same key; no other part can compute it. Used
+ * to encrypt data kept outside the locked identity, e.g. the operational
+ * key of field enrollment (device/identity/enroll.h).
+ */
+kid_err_t kid_derive_key(const uint8_t *info, size_t info_len,
+			 uint8_t out[32]) KID_WUR;
 
 /**
  * Set up pk (mbedtls_pk_init'ed, empty) as the device key for mbedTLS:
