@@ -10,7 +10,8 @@
  * readback, challenge verification and lock, no artificial delays. The
  * next board of a worker is started while the current one is provisioned,
  * as an operator swaps boards. Prints "key value" lines per slot count:
- * devices per second, kilnd CPU (user+sys from /proc) per device, and the
+ * devices per second, kilnd CPU (user+sys from /proc) per device and
+ * that of its signer process (its child) separately, and the
  * bytes and round trips per session as kilnd reports them.
  */
 #include <errno.h>
@@ -88,6 +89,37 @@ static double proc_cpu_s(pid_t pid)
 				      "%*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds of the live child processes of pid (kilnd's signer
+ * process), from /proc/PID/task/TID/children. */
+static double children_cpu_s(pid_t pid)
+{
+	char path[96], buf[512], *p, *end;
+	double sum = 0;
+	FILE *fp;
+	size_t n;
+
+	/* the signer is forked by kilnd's main thread */
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid,
+		 (int)pid);
+	fp = fopen(path, "r");
+	if (fp == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	for (p = buf; *p != '\0'; p = end) {
+		long c = strtol(p, &end, 10);
+		double t;
+
+		if (end == p)
+			break;
+		t = c > 0 ? proc_cpu_s((pid_t)c) : -1;
+		if (t > 0)
+			sum += t;
+	}
+	return sum;
 }
 
 static int ctl_connect(void)
@@ -477,7 +509,7 @@ int main(int argc, char **argv)
 		if (strcmp(p, "0") == 0)
 			break; /* -s 0: QEMU only */
 		run_t run;
-		double t0, c0, wall, cpu;
+		double t0, c0, s0, wall, cpu, scpu;
 		unsigned long total;
 
 		if (s < 1 || s > MAX_SLOTS || end == p) {
@@ -516,6 +548,7 @@ int main(int argc, char **argv)
 		}
 		t0 = now_s();
 		c0 = proc_cpu_s(kpid);
+		s0 = children_cpu_s(kpid);
 		for (long i = 0; i < s; i++) {
 			wk[i].run = &run;
 			wk[i].id = (int)i;
@@ -526,13 +559,16 @@ int main(int argc, char **argv)
 			pthread_join(th[i], NULL);
 		wall = now_s() - t0;
 		cpu = proc_cpu_s(kpid) - c0;
+		scpu = children_cpu_s(kpid) - s0;
 		printf("slots %ld origin %s devices %lu failed %lu wall_s %.3f "
 		       "per_s %.2f kilnd_cpu_ms_per_device %.3f "
+		       "signer_cpu_ms_per_device %.3f "
 		       "bytes_tx %.1f bytes_rx %.1f round_trips %.2f "
 		       "session_ms %.1f\n",
 		       s, origin, run.ok, run.failed, wall,
 		       (double)run.ok / wall,
 		       run.ok ? cpu * 1e3 / (double)run.ok : 0.0,
+		       run.ok ? scpu * 1e3 / (double)run.ok : 0.0,
 		       run.ok ? (double)run.bytes_tx / (double)run.ok : 0.0,
 		       run.ok ? (double)run.bytes_rx / (double)run.ok : 0.0,
 		       run.ok ? (double)run.round_trips / (double)run.ok : 0.0,

@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """Driver of scripts/bench: runs the product's benchmarks and their peers
-side by side, several times, and prints one table of medians, ratios and
-targets. See docs/benchmarks.md. Not part of the test suite."""
+side by side, several times, prints one table (figure, kiln, peers, ratio,
+target, met?) of medians and writes it as JSON. See docs/performance.md.
+
+Exit status: 0 when every benchmark program ran and gave a correct result
+(a missed target is a figure, not a failure); 1 when one crashed, failed or
+returned a wrong result (lost identity, wrong lookup, failed verify)."""
 import argparse
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAILURES = []
 
 
 def kv(text):
@@ -27,11 +34,12 @@ def kv(text):
 
 
 def run(cmd, keep=False, **kw):
-    """stdout of cmd; None when it failed, unless keep (then the figures
-    it printed are used and its failures are counted in the table)."""
+    """stdout of cmd; None when it failed (recorded: the bench run fails),
+    unless keep (then the figures it printed are used as well)."""
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, **kw)
     if p.returncode != 0:
+        FAILURES.append("%s: exit %d" % (" ".join(cmd), p.returncode))
         sys.stderr.write("bench: %s failed (%d)\n%s" % (" ".join(cmd), p.returncode,
                                                        p.stderr[-2000:]))
         return p.stdout if keep else None
@@ -43,54 +51,70 @@ def med(vals):
     return statistics.median(vals) if vals else float("nan")
 
 
+def fmt(v):
+    if isinstance(v, float):
+        if v != v:
+            return "n/a"
+        if abs(v) >= 1e5:
+            return "%.3g" % v
+        return ("%.3g" % v) if abs(v) < 100 else "%.0f" % v
+    return str(v)
+
+
 class Table:
+    """Rows of: figure, kiln value + unit, peers (text), ratio (text),
+    target (text), met (True/False/None = no target)."""
+
     def __init__(self):
         self.rows = []
-        self.verdicts = []
 
-    def row(self, what, value, unit="", note=""):
-        self.rows.append((what, value, unit, note))
+    def section(self, title):
+        self.rows.append({"section": title})
 
-    def target(self, name, ok, detail):
-        self.verdicts.append((name, ok, detail))
+    def row(self, figure, kiln, unit="", peers="", ratio="", target="",
+            met=None, note=""):
+        self.rows.append({"figure": figure, "kiln": kiln, "unit": unit,
+                          "peers": peers, "ratio": ratio, "target": target,
+                          "met": met, "note": note})
 
     def show(self):
-        w = max(len(r[0]) for r in self.rows if not r[0].startswith("#")) + 2
-        for what, value, unit, note in self.rows:
-            if what.startswith("#"):
-                print("\n" + what[1:].strip())
+        cols = ("figure", "kiln", "peers", "ratio", "target", "met?")
+        cells = []
+        for r in self.rows:
+            if "section" in r:
+                cells.append(r)
                 continue
-            v = ("%.4g" % value) if isinstance(value, float) else str(value)
-            print("  %-*s %12s %-10s %s" % (w, what, v, unit, note))
-        print("\nTargets")
-        for name, ok, detail in self.verdicts:
-            print("  [%s] %s: %s" % ("met " if ok else "MISS", name, detail))
+            k = fmt(r["kiln"]) + (" " + r["unit"] if r["unit"] else "")
+            m = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+            cells.append((r["figure"], k, r["peers"], r["ratio"], r["target"], m))
+        w = [len(c) for c in cols]
+        for c in cells:
+            if isinstance(c, tuple):
+                w = [max(a, len(b)) for a, b in zip(w, c)]
+        line = "  ".join("%-*s" % (x, c) for x, c in zip(w, cols))
+        print(line.rstrip())
+        print("-" * len(line.rstrip()))
+        for c in cells:
+            if isinstance(c, dict):
+                print("%s" % c["section"])
+                continue
+            print("  ".join("%-*s" % (x, v) for x, v in zip(w, c)).rstrip())
+        notes = [r for r in self.rows if r.get("note")]
+        if notes:
+            print("\nNotes")
+            for r in notes:
+                print("  %s: %s" % (r["figure"], r["note"]))
+
+    def json(self):
+        return [r for r in self.rows]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--full", action="store_true")
-    ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--qemu-elf", default="")
-    ap.add_argument("--boards", default="", help="ELF list for sizes")
-    a = ap.parse_args()
-    b = a.build
-    issue = os.path.join(b, "bench", "bench_issue")
-    station = os.path.join(b, "bench", "bench_station")
-    kilnd = os.path.join(b, "host", "kilnd", "kilnd")
-    sim = os.path.join(b, "device", "kiln-agent-sim")
+def issuance(a, t, issue, tmp):
     peer_py = os.path.join(ROOT, "bench", "peers", "issue_peer.py")
     peer_sh = os.path.join(ROOT, "bench", "peers", "issue_peer.sh")
-    n_prod = 4000 if a.full else 1500
-    n_py = 600 if a.full else 200
-    n_sh = 40 if a.full else 12
-    n_station = 128 if a.full else 48
-    tmp = tempfile.mkdtemp(prefix="kiln-bench-", dir="/var/tmp")
-    t = Table()
-
-    # 1 + 2: issuance, product vs peers, interleaved run by run
+    n_prod = 4000 if a.full else 1000
+    n_py = 600 if a.full else 150
+    n_sh = 40 if a.full else 8
     res = {}
     for r in range(a.runs):
         c = kv(run([issue, "crypto", "-t", "1"]) or "")
@@ -107,71 +131,80 @@ def main():
                 res.setdefault((origin, name), []).append(kv(out or ""))
     cr = res["crypto"]
     limit = med([c.get("crypto_limit_per_s") for c in cr])
-    t.row("#1-2. Issuance: identities/s (median of %d runs; wall clock, one core)" % a.runs, "")
+    t.section("1-2. Issuance: identities/s, one core (median of %d runs)" % a.runs)
     t.row("P-256 keygen (OpenSSL, this machine)", med([c.get("keygen_per_s") for c in cr]), "/s")
     t.row("ECDSA P-256 sign (OpenSSL, this machine)", med([c.get("sign_per_s") for c in cr]), "/s")
     t.row("crypto-only limit (keygen + sign)", limit, "/s")
     for origin in ("host", "device"):
         def m(name, key):
             return med([x.get(key) for x in res[(origin, name)]])
+
+        def ratio(name):
+            return med([x["per_s"] / y["per_s"]
+                        for x, y in zip(res[(origin, "kiln")], res[(origin, name)])
+                        if x.get("per_s") and y.get("per_s")])
         k, k1 = m("kiln", "per_s"), m("kiln_g1", "per_s")
         py, sh = m("py", "per_s"), m("sh", "per_s")
-        lbl = "host key origin" if origin == "host" else "device key origin (CSR)"
-        t.row("%s: kiln bulk, group commit 256" % lbl, k, "/s",
-              "%.0f us CPU/identity" % m("kiln", "cpu_us_per_identity"))
-        t.row("%s: kiln, one commit per identity" % lbl, k1, "/s",
-              "%.0f us CPU/identity" % m("kiln_g1", "cpu_us_per_identity"))
-        t.row("%s: peer (a) Python cryptography+sqlite3" % lbl, py, "/s",
-              "%.0f us CPU/identity" % (1e6 * m("py", "cpu_s") / max(1, m("py", "identities"))))
-        t.row("%s: peer (b) openssl+sqlite3 shell" % lbl, sh, "/s",
-              "%.0f us CPU/identity" % (1e6 * m("sh", "cpu_s") / max(1, m("sh", "identities"))))
-        rp = med([x["per_s"] / y["per_s"] for x, y in zip(res[(origin, "kiln")], res[(origin, "py")])
-                  if x.get("per_s") and y.get("per_s")])
-        rs = med([x["per_s"] / y["per_s"] for x, y in zip(res[(origin, "kiln")], res[(origin, "sh")])
-                  if x.get("per_s") and y.get("per_s")])
+        rp, rs = ratio("py"), ratio("sh")
         rl = med([x["per_s"] / c["crypto_limit_per_s"] for x, c in zip(res[(origin, "kiln")], cr)
                   if x.get("per_s") and c.get("crypto_limit_per_s")])
-        t.row("%s: kiln / peer (a)" % lbl, rp, "x")
-        t.row("%s: kiln / peer (b)" % lbl, rs, "x")
-        t.row("%s: kiln / crypto-only limit" % lbl, rl * 100, "%")
-        t.target("%s >= 5x peer (a)" % lbl, rp >= 5, "%.2fx" % rp)
+        lbl = "host key origin" if origin == "host" else "device key origin (CSR)"
+        peers = "(a) %s/s, (b) %s/s" % (fmt(py), fmt(sh))
+        t.row("%s: kiln bulk, group commit 256" % lbl, k, "/s", peers,
+              "%.2fx (a), %.0fx (b)" % (rp, rs), ">= 5x (a)", rp >= 5)
         if origin == "host":
-            t.target("%s >= 75%% of crypto-only limit" % lbl, rl >= 0.75, "%.0f%%" % (rl * 100))
+            t.row("%s: kiln / crypto-only limit" % lbl, rl * 100, "%", "", "",
+                  ">= 75%", rl >= 0.75)
+        cpu_py = 1e6 * m("py", "cpu_s") / max(1, m("py", "identities"))
+        cpu_k = m("kiln", "cpu_us_per_identity")
+        t.row("%s: CPU per identity" % lbl, cpu_k, "us",
+              "(a) %.0f us, (b) %.0f us" % (cpu_py, 1e6 * m("sh", "cpu_s") / max(1, m("sh", "identities"))),
+              "%.2fx (a)" % (cpu_py / cpu_k) if cpu_k else "")
+        t.row("%s: kiln, one commit per identity" % lbl, k1, "/s", "(a) %s/s" % fmt(py),
+              "%.2fx (a)" % (k1 / py) if py else "",
+              note="the same path with groups of 1: one fsync per identity, as the peers")
 
-    # 3 + 4: station through kilnd
+
+def station(a, t, station_bin, kilnd, sim):
+    n_station = 128 if a.full else 32
     st = {}
     for r in range(a.runs):
         for origin in ("device", "host"):
             slots = "1,4,16,64" if origin == "device" else "1"
-            out = run([station, "-s", slots, "-n", str(n_station), "-o", origin,
+            out = run([station_bin, "-s", slots, "-n", str(n_station), "-o", origin,
                        kilnd, sim], keep=True)
             for line in (out or "").splitlines():
                 d = kv(line)
                 if "slots" in d:
                     st.setdefault((origin, int(d["slots"])), []).append(d)
-    t.row("#3. Station through kilnd, simulated boards (device key origin), median of %d" % a.runs, "")
+    t.section("3. Station through kilnd, simulated boards, device key origin (median of %d)" % a.runs)
     base = None
     for s in (1, 4, 16, 64):
         rows = st.get(("device", s), [])
         if not rows:
             continue
         rate = med([x["per_s"] for x in rows])
-        cpu = med([x["kilnd_cpu_ms_per_device"] for x in rows])
+        cpu = med([x["kilnd_cpu_ms_per_device"] + x.get("signer_cpu_ms_per_device", 0)
+                   for x in rows])
         if s == 1:
             base = rows
         eff = med([x["per_s"] / (y["per_s"] * s) for x, y in zip(rows, base or rows)])
         fails = sum(int(x.get("failed", 0)) for x in rows)
-        t.row("%2d slots" % s, rate, "dev/s",
-              "scaling vs %d x 1 slot %.0f%%; kilnd CPU %.2f ms/dev; session %.0f ms%s"
-              % (s, eff * 100, cpu, med([x["session_ms"] for x in rows]),
-                 "; %d sessions NOT ok (see stderr)" % fails if fails else ""))
+        note = "session %.0f ms; host CPU %.2f ms/device (kilnd %.2f + signer %.2f)" % (
+            med([x["session_ms"] for x in rows]), cpu,
+            med([x["kilnd_cpu_ms_per_device"] for x in rows]),
+            med([x.get("signer_cpu_ms_per_device", 0) for x in rows]))
+        if fails:
+            note += "; %d sessions NOT ok (see stderr)" % fails
         if s == 1:
-            t.target("host CPU <= 2 ms per device", cpu <= 2.0, "%.2f ms (kilnd user+sys)" % cpu)
-        if s > 1:
-            t.target(">= 90%% scaling at %d slots (vs %d x 1 slot)" % (s, s), eff >= 0.9,
-                     "%.0f%%" % (eff * 100))
-
-    t.row("#4. Wire per full session (kilnd counters) and link time from bytes (10 bits/byte)", "")
+            t.row("%2d slot: devices/s" % s, rate, "dev/s", note=note)
+            t.row(" 1 slot: host CPU per device (kilnd + signer)", cpu, "ms", "", "",
+                  "<= 2 ms", cpu <= 2.0)
+        else:
+            t.row("%2d slots: devices/s" % s, rate, "dev/s", "",
+                  "%.0f%% of %d x 1 slot" % (eff * 100, s), ">= 90% scaling",
+                  eff >= 0.9, note=note)
+    t.section("4. Wire per full session (kilnd counters); link time from bytes, 10 bits/byte")
     for origin in ("device", "host"):
         rows = st.get((origin, 1), [])
         if not rows:
@@ -180,68 +213,197 @@ def main():
         rx = med([x["bytes_rx"] for x in rows])
         rt = med([x["round_trips"] for x in rows])
         tot = tx + rx
-        t.row("%s key origin: bytes (tx + rx)" % origin, tot, "B", "%.0f + %.0f" % (tx, rx))
-        t.row("%s key origin: round trips" % origin, rt, "")
-        t.row("%s key origin: link time @115200" % origin, tot * 10 / 115200 * 1e3, "ms")
-        t.row("%s key origin: link time @921600" % origin, tot * 10 / 921600 * 1e3, "ms")
-        t.target("%s: <= 2.5 KiB per session" % origin, tot <= 2560, "%.0f B" % tot)
-        t.target("%s: <= 8 round trips" % origin, rt <= 8, "%.0f" % rt)
+        t.row("%s key origin: bytes (tx + rx)" % origin, tot, "B", "", "",
+              "<= 2.5 KiB", tot <= 2560, note="%.0f tx + %.0f rx" % (tx, rx))
+        t.row("%s key origin: round trips" % origin, rt, "", "", "", "<= 8", rt <= 8)
+        t.row("%s key origin: link time @115200 / @921600" % origin,
+              tot * 10 / 115200 * 1e3, "ms", "", "", "",
+              note="@921600: %.1f ms" % (tot * 10 / 921600 * 1e3))
+    return st
 
-    qemu = []
+
+def qemu(a, t, station_bin, kilnd, sim, st):
+    q = []
     if a.qemu_elf and os.path.exists(a.qemu_elf):
         for r in range(a.runs):
-            out = run([station, "-s", "0", "-q", "3", "-Q",
+            out = run([station_bin, "-s", "0", "-q", "3", "-Q",
                        os.path.join(ROOT, "scripts", "qemu-board"), "-E", a.qemu_elf,
                        kilnd, sim])
             for line in (out or "").splitlines():
                 if line.startswith("qemu"):
-                    qemu.append(kv(line[len("qemu "):]))
-    if qemu:
-        sm = med([x["session_ms"] for x in qemu])
-        tot = med([x["bytes_tx"] + x["bytes_rx"] for x in qemu])
-        rows = st.get(("device", 1), [])
-        sim_ms = med([x["session_ms"] for x in rows]) if rows else float("nan")
-        t.row("QEMU board session, measured (device key origin)", sm, "ms",
-              "%.0f B; simulator session %.0f ms (host + device compute)" % (tot, sim_ms))
-        link = tot * 10 / 115200 * 1e3
-        t.row("QEMU: session / simulator session (QEMU link has no baud)", sm / sim_ms, "x")
-        t.target("QEMU session within 1.2x of link time + device compute",
-                 sm <= 1.2 * sim_ms,
-                 "%.0f ms measured vs %.0f ms simulator session (QEMU's UART is not "
-                 "paced: the link time @115200 would add %.0f ms)" % (sm, sim_ms, link))
-    else:
-        t.row("QEMU board session", "n/a", "", "no QEMU firmware built (build-qemu/)")
+                    q.append(kv(line[len("qemu "):]))
+    if not q:
+        t.row("QEMU board session", "n/a", "", note="no QEMU firmware built (build-qemu/)")
+        return q
+    sm = med([x["session_ms"] for x in q])
+    tot = med([x["bytes_tx"] + x["bytes_rx"] for x in q])
+    rows = st.get(("device", 1), [])
+    sim_ms = med([x["session_ms"] for x in rows]) if rows else float("nan")
+    t.row("QEMU board session, measured (device key origin)", sm, "ms", "",
+          "%.2fx sim session" % (sm / sim_ms), "<= 1.2x link + compute",
+          sm <= 1.2 * sim_ms,
+          note="%.0f B; the simulator's session (%.0f ms, same bytes, host + device compute) "
+               "stands for link + compute: QEMU's UART is not paced, at 115200 baud the "
+               "link alone would add %.0f ms" % (tot, sim_ms, tot * 10 / 115200 * 1e3))
+    return q
 
-    # 5: footprint
-    t.row("#5. Agent footprint (arm-none-eabi-size; RAM = .data+.bss, stack reserved separately)", "")
+
+def footprint(a, t, q):
+    t.section("5. Agent footprint (arm-none-eabi-size; RAM = .data+.bss)")
     for elf in [e for e in a.boards.split(",") if e]:
+        name = os.path.basename(elf)
         if not os.path.exists(elf):
-            t.row(os.path.basename(elf), "missing", "")
+            t.row(name, "n/a", "", note="not built (scripts/test builds it)")
             continue
         out = run(["arm-none-eabi-size", elf])
         if not out:
             continue
         text, data, bss = [int(x) for x in out.splitlines()[-1].split()[:3]]
         flash, ram = text + data, data + bss
-        t.row(os.path.basename(elf) + ": flash (text+data)", flash, "B", "%.1f KiB" % (flash / 1024))
-        t.row(os.path.basename(elf) + ": RAM (.data+.bss)", ram, "B", "%.1f KiB" % (ram / 1024))
-        t.target("%s flash <= 48 KiB" % os.path.basename(elf), flash <= 48 * 1024, "%.1f KiB" % (flash / 1024))
-        if "qemu" in elf and qemu:
-            hwm = med([x["stack_hwm"] for x in qemu])
-            heap = med([x["heap_hwm"] for x in qemu])
-            need = med([x["static_ram"] for x in qemu]) + hwm
-            t.row("qemu: stack high-water / reserved", hwm, "B", "of %d" % med([x["stack_size"] for x in qemu]))
-            t.row("qemu: mbedTLS heap high-water / size", heap, "B", "of %d" % med([x["heap_size"] for x in qemu]))
-            t.row("qemu: RAM needed (static + stack high-water)", need, "B", "%.1f KiB" % (need / 1024))
-            t.target("qemu RAM (static + stack hwm) <= 12 KiB", need <= 12 * 1024, "%.1f KiB" % (need / 1024))
+        t.row("%s: flash (text+data)" % name, flash / 1024, "KiB", "", "", "<= 48 KiB",
+              flash <= 48 * 1024)
+        if "qemu" in elf and q:
+            hwm = med([x["stack_hwm"] for x in q])
+            heap = med([x["heap_hwm"] for x in q])
+            need = med([x["static_ram"] for x in q]) + hwm
+            t.row("%s: RAM static + stack high-water" % name, need / 1024, "KiB", "", "",
+                  "<= 12 KiB", need <= 12 * 1024,
+                  note="stack high-water %.0f of %.0f B; mbedTLS heap high-water %.0f of %.0f B"
+                       % (hwm, med([x["stack_size"] for x in q]), heap,
+                          med([x["heap_size"] for x in q])))
         else:
-            t.target("%s RAM (.data+.bss, stack not included) <= 12 KiB" % os.path.basename(elf),
-                     ram <= 12 * 1024, "%.1f KiB" % (ram / 1024))
+            t.row("%s: RAM (.data+.bss, stack not included)" % name, ram / 1024, "KiB", "",
+                  "", "<= 12 KiB", ram <= 12 * 1024)
 
-    print("kiln benchmarks (%s, %d runs, %d cores, load avg %.1f at end)"
-          % ("full" if a.full else "quick", a.runs, os.cpu_count(), os.getloadavg()[0]))
+
+def registry(a, t, regbin, kiln):
+    """6: lookups in registries of 10^5 (quick) or 10^6 and 10^7 devices;
+    audit verify over a log of operator events (the chain and its signed
+    checkpoints) and over a registry made by the bulk path (chain plus a
+    certificate per 3 events). The files are kept under the build
+    directory and reused by the next run of the same size."""
+    cache = os.path.join(a.build, "bench-registry")
+    os.makedirs(cache, exist_ok=True)
+    t.section("6. Registry at scale (SQLite; lookups through ks_reg_device_get)")
+    sizes = [10 ** 6, 10 ** 7] if a.full else [10 ** 5]
+    for n in sizes:
+        out = run([regbin, "lookup", "-N", str(n), "-k", "5000", "-d", cache])
+        d = kv(out or "")
+        if not d:
+            continue
+        gen = ("generated in %.0f s" % d["generate_s"]) if not d.get("reused") else "reused"
+        for key, what in (("uid", "UID"), ("serial", "device serial")):
+            t.row("device by %s, %s devices: p50 / p99" % (what, fmt(float(n))),
+                  d["%s_p99_us" % key] / 1e3, "ms p99", "", "", "<= 1 ms p99",
+                  d["%s_p99_us" % key] <= 1000,
+                  note="p50 %.0f us, max %.0f us over %d random devices; %.0f MB file, %s"
+                       % (d["%s_p50_us" % key], d["%s_max_us" % key], d["lookups"],
+                          d.get("db_mb", 0), gen))
+    ev = 10 ** 6 if a.full else 10 ** 5
+    chain_dir = os.path.join(cache, "chain-%d" % ev)
+    out = run([regbin, "chain", "-e", str(ev), "-d", chain_dir])
+    d = kv(out or "")
+    if d:
+        t.row("audit verify, %s operator events (chain + checkpoints)" % fmt(float(ev)),
+              d["events_per_s"], "events/s", "", "", ">= 500k/s",
+              d["events_per_s"] >= 5e5,
+              note="%.0f rows, %.0f checkpoint signatures in %.2f s (ks_audit_verify)"
+                   % (d["events"], d["checkpoints"], d["verify_s"]))
+        cli = [kiln, "audit", "verify", "--db", os.path.join(chain_dir, "registry.db"),
+               "--ca", os.path.join(chain_dir, "ca", "chain.pem"),
+               "--station-pub", os.path.join(chain_dir, "station.pub")]
+        t0 = time.monotonic()
+        ok = run(cli) is not None
+        wall = time.monotonic() - t0
+        if ok:
+            t.row("  the same through `kiln audit verify` (process wall time)",
+                  d["events"] / wall, "events/s", note="%.2f s" % wall)
+    ev = 10 ** 6 if a.full else 6000
+    out = run([regbin, "audit", "-e", str(ev), "-d",
+               os.path.join(cache, "bulk-%d" % ev)])
+    d = kv(out or "")
+    if d:
+        t.row("audit verify, %s events of bulk issuance (+ certificates)" % fmt(float(ev)),
+              d["events_per_s"], "events/s", "", "", ">= 500k/s",
+              d["events_per_s"] >= 5e5,
+              note="%.0f rows and %.0f certificates (each chain-verified against the CA) "
+                   "in %.2f s" % (d["events"], d["certificates"], d["verify_s"]))
+
+
+def postgres(a, t):
+    """Issue 9: issuance rate with 1 and 4 stations on PostgreSQL vs SQLite
+    on one station. Runs when the build has the PostgreSQL registry and a
+    benchmark for it (bench/bench_pg); otherwise the table says so."""
+    pgbin = os.path.join(a.build, "bench", "bench_pg")
+    t.section("7. Shared registry: PostgreSQL vs SQLite")
+    if not os.path.exists(pgbin):
+        t.row("issuance with 1 and 4 stations on PostgreSQL", "n/a", "",
+              note="not measured: this build has no bench/bench_pg")
+        return
+    res = {}
+    for r in range(a.runs):
+        out = run([pgbin, "-n", "2000" if a.full else "400"])
+        for line in (out or "").splitlines():
+            d = kv(line)
+            if "stations" in d and "backend" in d:
+                res.setdefault((d["backend"], int(d["stations"])), []).append(d)
+    base = med([x["per_s"] for x in res.get(("sqlite", 1), [])])
+    for (backend, n), rows in sorted(res.items()):
+        rate = med([x["per_s"] for x in rows])
+        t.row("%s, %d station%s: identities/s" % (backend, n, "s" if n > 1 else ""),
+              rate, "/s", "SQLite 1 station %s/s" % fmt(base),
+              "%.2fx" % (rate / base) if base == base and base else "")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--qemu-elf", default="")
+    ap.add_argument("--boards", default="", help="ELF list for sizes")
+    ap.add_argument("--json", default="", help="output file (default BUILD/bench.json)")
+    a = ap.parse_args()
+    b = a.build
+    issue = os.path.join(b, "bench", "bench_issue")
+    station_bin = os.path.join(b, "bench", "bench_station")
+    regbin = os.path.join(b, "bench", "bench_registry")
+    kilnd = os.path.join(b, "host", "kilnd", "kilnd")
+    kiln = os.path.join(b, "host", "kiln", "kiln")
+    sim = os.path.join(b, "device", "kiln-agent-sim")
+    tmp = tempfile.mkdtemp(prefix="kiln-bench-", dir="/var/tmp")
+    t = Table()
+    t0 = time.monotonic()
+    try:
+        issuance(a, t, issue, tmp)
+        st = station(a, t, station_bin, kilnd, sim)
+        q = qemu(a, t, station_bin, kilnd, sim, st)
+        footprint(a, t, q)
+        registry(a, t, regbin, kiln)
+        postgres(a, t)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    load = os.getloadavg()
+    head = ("kiln benchmarks (%s, %d runs, %d cores, load average %.1f/%.1f/%.1f "
+            "at end, %.0f s)" % ("full" if a.full else "quick", a.runs, os.cpu_count(),
+                                 load[0], load[1], load[2], time.monotonic() - t0))
+    print(head + "\n")
     t.show()
-    shutil.rmtree(tmp, ignore_errors=True)
+    met = [r for r in t.rows if r.get("met") is not None]
+    print("\n%d of %d targets met" % (sum(1 for r in met if r["met"]), len(met)))
+    path = a.json or os.path.join(b, "bench.json")
+    with open(path, "w") as f:
+        json.dump({"title": head, "mode": "full" if a.full else "quick", "runs": a.runs,
+                   "cores": os.cpu_count(), "load_average": load,
+                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "failures": FAILURES, "rows": t.json()}, f, indent=1)
+    print("written to %s" % path)
+    if FAILURES:
+        print("\n%d benchmark program(s) FAILED (crash or wrong result):" % len(FAILURES))
+        for f in FAILURES:
+            print("  " + f)
+        return 1
     return 0
 
 
