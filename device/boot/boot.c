@@ -66,12 +66,17 @@ static int take_tlv(const uint8_t **cur, const uint8_t *end, uint16_t type,
 	return 0;
 }
 
+/* An empty slot: erased flash (0xFF), or zero-filled memory standing in
+ * for flash (QEMU's code RAM). */
 static bool all_erased(const uint8_t *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != 0xFFu)
-			return false;
-	return true;
+	bool ff = true, zero = true;
+
+	for (size_t i = 0; i < n; i++) {
+		ff = ff && p[i] == 0xFFu;
+		zero = zero && p[i] == 0x00u;
+	}
+	return ff || zero;
 }
 
 kb_reason_t kb_image_parse(const kb_target_t *t, kb_image_t *img,
