@@ -64,7 +64,9 @@ typedef enum {
 	X(KP_ST_NO_CHANNEL, 16, "no sealed channel is open")              \
 	X(KP_ST_SEAL_AUTH, 17, "sealed message failed authentication")    \
 	X(KP_ST_SEAL_REPLAY, 18, "sealed message replayed")               \
-	X(KP_ST_SEAL_ORDER, 19, "sealed message out of order")
+	X(KP_ST_SEAL_ORDER, 19, "sealed message out of order")            \
+	X(KP_ST_BOOT_KEY, 20,                                              \
+	  "secure-boot key-hash slot holds a different hash")
 
 typedef enum {
 #define KP_X_ENUM(name, val, str) name = val,

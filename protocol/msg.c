@@ -346,3 +346,27 @@ kp_err_t kp_challenge_message(const uint8_t *uid, size_t uid_len,
 	*out_len = need;
 	return KP_OK;
 }
+
+kp_err_t kp_lock_message(const uint8_t *uid, size_t uid_len, uint8_t lock,
+			 uint8_t state, const uint8_t *nonce, size_t nonce_len,
+			 uint8_t *out, size_t cap, size_t *out_len)
+{
+	size_t need, o;
+
+	if (uid == NULL || nonce == NULL || out == NULL || out_len == NULL ||
+	    uid_len == 0 || uid_len > 255 || nonce_len == 0 || nonce_len > 255)
+		return KP_ERR_ARG;
+	need = KP_LOCK_DOMAIN_LEN + 1u + uid_len + 2u + nonce_len;
+	if (need > cap)
+		return KP_ERR_NOSPACE;
+	memcpy(out, KP_LOCK_DOMAIN, KP_LOCK_DOMAIN_LEN);
+	o = KP_LOCK_DOMAIN_LEN;
+	out[o++] = (uint8_t)uid_len;
+	memcpy(out + o, uid, uid_len);
+	o += uid_len;
+	out[o++] = lock;
+	out[o++] = state;
+	memcpy(out + o, nonce, nonce_len);
+	*out_len = need;
+	return KP_OK;
+}

@@ -29,7 +29,8 @@
 	M(HELLO, hello, 0x01, "identify the agent and report its state")        \
 	M(GENKEY, genkey, 0x02, "generate the device key pair, return a CSR")   \
 	M(PUT_OBJECT, put_object, 0x03, "write a chunk of an identity object")  \
-	M(COMMIT, commit, 0x04, "store the staged identity and its digest")     \
+	M(COMMIT, commit, 0x04,                                                 \
+	  "commit the written identity; answer its read-back digest")         \
 	M(STATUS, status, 0x05, "report the agent's state")                     \
 	M(READBACK, readback, 0x06, "read back the committed identity blob")    \
 	M(CHALLENGE, challenge, 0x07, "sign a nonce with the stored key")       \
@@ -62,7 +63,8 @@
 	F(T, 0x04, uid, BYTES, 4, 32, REQ)              \
 	F(T, 0x05, board, STR, 1, 32, REQ)              \
 	F(T, 0x06, max_payload, U16, 64, 0xFFFF, REQ)   \
-	KP_STATE_FIELDS(F, T, 0x07)
+	KP_STATE_FIELDS(F, T, 0x07)                     \
+	F(T, 0x80, boot_key_hash, BYTES, 32, 32, OPT)
 
 #define KP_FIELDS_GENKEY_REQ(F, T)                      \
 	F(T, 0x01, seed, BYTES, 16, 64, OPT)            \
@@ -85,17 +87,23 @@
 	F(T, 0x02, received, U32, 0, 0xFFFFFFFFu, REQ)  \
 	F(T, 0x03, pubkey, BYTES, 65, 65, OPT)
 
-#define KP_FIELDS_COMMIT_REQ(F, T) F(T, 0x01, digest, BYTES, 32, 32, REQ)
+#define KP_FIELDS_COMMIT_REQ(F, T)                      \
+	F(T, 0x01, digest, BYTES, 32, 32, REQ)          \
+	F(T, 0x02, nonce, BYTES, 16, 64, OPT)           \
+	F(T, 0x03, boot_key_hash, BYTES, 32, 32, OPT)
 
 #define KP_FIELDS_COMMIT_RSP(F, T)                      \
 	F(T, 0x01, digest, BYTES, 32, 32, REQ)          \
-	F(T, 0x02, state, U8, 0, 3, REQ)
+	F(T, 0x02, state, U8, 0, 3, REQ)                \
+	F(T, 0x03, sig, BYTES, 8, 72, OPT)              \
+	F(T, 0x04, boot_key_hash, BYTES, 32, 32, OPT)
 
 #define KP_FIELDS_STATUS_REQ(F, T)
 
 #define KP_FIELDS_STATUS_RSP(F, T)                      \
 	KP_STATE_FIELDS(F, T, 0x01)                     \
-	F(T, 0x07, staged, U32, 0, 0xFFFFFFFFu, REQ)
+	F(T, 0x07, staged, U32, 0, 0xFFFFFFFFu, REQ)    \
+	F(T, 0x80, boot_key_hash, BYTES, 32, 32, OPT)
 
 #define KP_FIELDS_READBACK_REQ(F, T)                    \
 	F(T, 0x01, offset, U32, 0, 0xFFFFFFFFu, REQ)    \
@@ -109,11 +117,14 @@
 
 #define KP_FIELDS_CHALLENGE_RSP(F, T) F(T, 0x01, sig, BYTES, 8, 72, REQ)
 
-#define KP_FIELDS_LOCK_REQ(F, T) F(T, 0x01, level, U8, 1, 2, REQ)
+#define KP_FIELDS_LOCK_REQ(F, T)                        \
+	F(T, 0x01, level, U8, 1, 2, REQ)                \
+	F(T, 0x02, nonce, BYTES, 16, 64, OPT)
 
 #define KP_FIELDS_LOCK_RSP(F, T)                        \
 	F(T, 0x01, lock, U8, 0, 7, REQ)                 \
-	F(T, 0x02, state, U8, 0, 3, REQ)
+	F(T, 0x02, state, U8, 0, 3, REQ)                \
+	F(T, 0x03, sig, BYTES, 8, 72, OPT)
 
 #define KP_FIELDS_SECURE_OPEN_REQ(F, T)                 \
 	F(T, 0x01, host_pub, BYTES, 65, 65, REQ)        \
@@ -149,6 +160,13 @@
 #define KP_BLOB_VERSION 1u
 #define KP_BLOB_HDR_LEN 5u
 
+/** Protocol version (HELLO proto_max / proto). Version 2: the identity
+ * goes as one object (KP_OBJ_IDENTITY) written straight to flash; COMMIT
+ * answers the digest of what it read back, signs the challenge nonce and
+ * writes the secure-boot key hash. The framing version (frame.h) is
+ * unchanged. */
+#define KP_MSG_VERSION 2u
+
 /** Largest data chunk in PUT_OBJECT / READBACK. */
 #define KP_PUT_MAX_DATA 960u
 
@@ -159,14 +177,20 @@ typedef enum {
 #undef KP_X
 } kp_msg_type_t;
 
-/* Object ids for PUT_OBJECT. */
+/* Object ids for PUT_OBJECT. 0x01..0x04 (CERT, CHAIN, SERIAL, META as
+ * separate objects) were protocol version 1; a version 2 agent refuses
+ * them with KP_ST_BAD_OBJECT. */
 typedef enum {
-	KP_OBJ_CERT = 0x01,    /* device certificate, DER */
-	KP_OBJ_CHAIN = 0x02,   /* issuing chain, concatenated DER */
-	KP_OBJ_SERIAL = 0x03,  /* device serial number, ASCII */
-	KP_OBJ_META = 0x04,    /* metadata, key=value lines */
-	KP_OBJ_HOSTKEY = 0x10, /* host-generated P-256 private scalar, 32 B */
+	KP_OBJ_IDENTITY = 0x05, /* the identity blob's TLVs after pubkey:
+				   serial, cert, chain?, meta? (the agent
+				   writes magic, version and its pubkey in
+				   front) */
+	KP_OBJ_HOSTKEY = 0x10,  /* host-generated P-256 private scalar, 32 B */
 } kp_obj_t;
+
+/** Bytes the agent puts in front of KP_OBJ_IDENTITY to form the blob:
+ * magic, version, the pubkey TLV (tag, length, 65-byte point). */
+#define KP_BLOB_PREFIX_LEN (KP_BLOB_HDR_LEN + 3u + 65u)
 
 /* Agent states (HELLO/STATUS state). */
 typedef enum {
@@ -216,7 +240,8 @@ typedef struct {
 	const char *name;
 } kp_field_t;
 
-/* Has-bit of a field: presence of tag t in m->has. */
+/* Has-bit of a field: presence of tag t in m->has (a message's tags
+ * must differ in their low 5 bits). */
 #define KP_BIT(tag) (1u << ((tag)&0x1Fu))
 #define KP_HAS(m, tag) (((m)->has & KP_BIT(tag)) != 0)
 
@@ -334,6 +359,22 @@ kp_err_t kp_blob_decode(kp_blob_t *b, const uint8_t *p, size_t n)
 kp_err_t kp_challenge_message(const uint8_t *uid, size_t uid_len,
 			      const uint8_t *nonce, size_t nonce_len,
 			      uint8_t *out, size_t cap, size_t *out_len)
+	__attribute__((warn_unused_result));
+
+/* The lock report: LOCK with a nonce answers with an ECDSA P-256
+ * signature over SHA-256 of
+ *   KP_LOCK_DOMAIN (16 bytes) | uid_len u8 | uid | lock u8 | state u8
+ *   | nonce
+ * by the provisioned key, so what the station records as the lock is
+ * what the board itself reported, not what something on the link
+ * claimed. Its own domain keeps it apart from a CHALLENGE signature. */
+#define KP_LOCK_DOMAIN "KILN-LOCKREPORT1"
+#define KP_LOCK_DOMAIN_LEN 16u
+
+/** Build the byte string a LOCK report signs (before hashing). */
+kp_err_t kp_lock_message(const uint8_t *uid, size_t uid_len, uint8_t lock,
+			 uint8_t state, const uint8_t *nonce, size_t nonce_len,
+			 uint8_t *out, size_t cap, size_t *out_len)
 	__attribute__((warn_unused_result));
 
 #endif

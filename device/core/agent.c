@@ -169,7 +169,8 @@ static kp_status_t h_hello(ka_agent_t *a, const uint8_t *p, size_t n,
 	ka_stage_reset(&a->stage);
 	ka_channel_close(&a->chan);
 	memset(&rsp, 0, sizeof(rsp));
-	rsp.proto = KP_PROTO_VERSION;
+	/* one protocol version; a host that cannot speak it stops here */
+	rsp.proto = KP_MSG_VERSION;
 	rsp.agent_version = KA_AGENT_VERSION;
 	rsp.agent_version_len = (uint16_t)strlen(KA_AGENT_VERSION);
 	rsp.caps = KP_CAP_DEVKEY | KP_CAP_HOSTKEY;
@@ -336,8 +337,7 @@ static kp_status_t install_hostkey(ka_agent_t *a)
 	uint8_t slot;
 	kp_status_t r;
 
-	if (ka_stage_get(&a->stage, KP_OBJ_HOSTKEY, &d, NULL) !=
-	    KA_STAGE_COMPLETE)
+	if (ka_stage_hostkey(&a->stage, &d) != KA_STAGE_COMPLETE)
 		return KP_ST_INTERNAL;
 	if (a->store.key_next < 0) {
 		r = KP_ST_EXHAUSTED;
@@ -368,18 +368,33 @@ static kp_status_t h_put_object(ka_agent_t *a, const uint8_t *p, size_t n,
 		return KP_ST_BAD_MESSAGE;
 	if (is_final(a))
 		return KP_ST_LOCKED;
-	if (req.obj == KP_OBJ_HOSTKEY && !a->req_sealed && can_secure(a)) {
-		a->detail = "host key must be sent sealed";
-		return KP_ST_NOT_SEALED;
+	if (req.obj == KP_OBJ_HOSTKEY) {
+		if (!a->req_sealed && can_secure(a)) {
+			a->detail = "host key must be sent sealed";
+			return KP_ST_NOT_SEALED;
+		}
+		r = ka_stage_put_hostkey(&a->stage, req.offset, req.total,
+					 req.data, req.data_len, &received);
+	} else if (req.obj == KP_OBJ_IDENTITY) {
+		if (st == KP_STATE_BLANK || !a->pubkey_ok) {
+			a->detail = "no key: GENKEY or HOSTKEY first";
+			return KP_ST_BAD_STATE;
+		}
+		r = ka_stage_put_identity(&a->stage, &a->store, a->pubkey,
+					  KA_BLOB_MAX, req.offset, req.total,
+					  req.data, req.data_len, &received);
+		if (r == KP_ST_BAD_STATE)
+			a->detail = "the only identity sector holds the "
+				    "committed identity";
+		else if (r == KP_ST_STORAGE)
+			a->detail = "identity flash write failed";
+	} else {
+		a->detail = "unknown object (protocol 2: IDENTITY, HOSTKEY)";
+		return KP_ST_BAD_OBJECT;
 	}
-	if (req.obj != KP_OBJ_HOSTKEY && st == KP_STATE_BLANK) {
-		a->detail = "no key: GENKEY or HOSTKEY first";
-		return KP_ST_BAD_STATE;
-	}
-	r = ka_stage_put(&a->stage, req.obj, req.offset, req.total, req.data,
-			 req.data_len, &received);
 	if (r != KP_ST_OK) {
-		a->detail = "object id, order, size or staging room";
+		if (a->detail == NULL)
+			a->detail = "offset, total or size";
 		return r;
 	}
 	memset(&rsp, 0, sizeof(rsp));
@@ -397,40 +412,66 @@ static kp_status_t h_put_object(ka_agent_t *a, const uint8_t *p, size_t n,
 						rsp_len));
 }
 
-/* Build the identity blob from the staged objects into a->work. */
-static kp_status_t build_blob(ka_agent_t *a, size_t *len)
+/* Sign the challenge message for nonce (lock != NULL: the lock report of
+ * *lock and state) with the current key into sig[0..*slen) (sig has room
+ * for 80 bytes). Uses the work area as the mbedTLS heap. */
+static kp_status_t sign_challenge(ka_agent_t *a, const uint8_t *nonce,
+				  size_t nonce_len, const uint8_t *lock,
+				  uint8_t state, uint8_t *sig, size_t *slen)
+{
+	ka_crypto_env_t env;
+	uint8_t msg[KP_CHALLENGE_DOMAIN_LEN + 1 + 32 + 2 + 64];
+	uint8_t hash[32], d[KA_SCALAR_LEN];
+	size_t mlen = 0;
+	kp_err_t e;
+	kp_status_t r;
+
+	memset(d, 0, sizeof(d));
+	/* damage first: a flipped key slot may leave no valid key */
+	if (a->integrity != KP_ST_OK)
+		return KP_ST_INTEGRITY;
+	if (a->store.key_slot < 0)
+		return KP_ST_NO_KEY;
+	if (lock != NULL)
+		e = kp_lock_message(a->uid, a->uid_len, *lock, state, nonce,
+				    nonce_len, msg, sizeof(msg), &mlen);
+	else
+		e = kp_challenge_message(a->uid, a->uid_len, nonce, nonce_len,
+					 msg, sizeof(msg), &mlen);
+	if (e != KP_OK)
+		return KP_ST_INTERNAL;
+	r = ka_crypto_sha256(msg, mlen, hash);
+	if (r != KP_ST_OK)
+		return r;
+	r = ka_record_key_load(&a->store, (uint8_t)a->store.key_slot, d);
+	if (r != KP_ST_OK)
+		goto out;
+	env_init(a, &env, NULL, 0);
+	r = ka_crypto_sign(&env, d, hash, sig, 80, slen);
+out:
+	mbedtls_platform_zeroize(d, sizeof(d));
+	return r;
+}
+
+/* COMMIT's check of the identity written at PUT: read it back from flash
+ * into the work area, hash it and make sure it is a blob of this key. */
+static kp_status_t check_written(ka_agent_t *a, uint8_t sector, size_t len,
+				 uint8_t digest[32])
 {
 	kp_blob_t b;
-	const uint8_t *v;
-	uint16_t vl;
+	kp_status_t r;
 
-	memset(&b, 0, sizeof(b));
-	if (ka_stage_any_partial(&a->stage)) {
-		a->detail = "an object is incomplete";
+	if (len > KA_BLOB_MAX)
 		return KP_ST_BAD_OBJECT;
-	}
-	b.pubkey = a->pubkey;
-	b.pubkey_len = KA_PUBKEY_LEN;
-	if (ka_stage_get(&a->stage, KP_OBJ_SERIAL, &v, &vl) !=
-	    KA_STAGE_COMPLETE) {
-		a->detail = "SERIAL missing";
-		return KP_ST_BAD_OBJECT;
-	}
-	b.serial = (const char *)v;
-	b.serial_len = vl;
-	if (ka_stage_get(&a->stage, KP_OBJ_CERT, &b.cert, &b.cert_len) !=
-	    KA_STAGE_COMPLETE) {
-		a->detail = "CERT missing";
-		return KP_ST_BAD_OBJECT;
-	}
-	if (ka_stage_get(&a->stage, KP_OBJ_CHAIN, &b.chain, &b.chain_len) ==
-	    KA_STAGE_COMPLETE)
-		b.has |= KP_BIT(0x04);
-	if (ka_stage_get(&a->stage, KP_OBJ_META, &b.meta, &b.meta_len) ==
-	    KA_STAGE_COMPLETE)
-		b.has |= KP_BIT(0x05);
-	if (kp_blob_encode(&b, a->work, KA_BLOB_CAP, len) != KP_OK) {
-		a->detail = "objects do not form a valid blob";
+	r = ka_record_sector_read(sector, 0, a->work, len);
+	if (r != KP_ST_OK)
+		return r;
+	r = ka_crypto_sha256(a->work, len, digest);
+	if (r != KP_ST_OK)
+		return r;
+	if (kp_blob_decode(&b, a->work, len) != KP_OK ||
+	    memcmp(b.pubkey, a->pubkey, KA_PUBKEY_LEN) != 0) {
+		a->detail = "IDENTITY is not a valid identity blob";
 		return KP_ST_BAD_OBJECT;
 	}
 	return KP_ST_OK;
@@ -441,8 +482,10 @@ static kp_status_t h_commit(ka_agent_t *a, const uint8_t *p, size_t n,
 {
 	kp_commit_req_t req;
 	kp_commit_rsp_t rsp;
-	uint8_t digest[32];
-	size_t len = 0;
+	uint8_t digest[32], sig[80];
+	uint8_t sector = 0;
+	size_t len = 0, slen = 0;
+	bool same;
 	kp_status_t r;
 
 	if (kp_commit_req_decode(&req, p, n) != KP_OK)
@@ -453,32 +496,55 @@ static kp_status_t h_commit(ka_agent_t *a, const uint8_t *p, size_t n,
 		return KP_ST_BAD_STATE;
 	if (!a->pubkey_ok)
 		return KP_ST_INTEGRITY;
-	r = build_blob(a, &len);
-	if (r != KP_ST_OK)
-		return r;
-	r = ka_crypto_sha256(a->work, len, digest);
-	if (r != KP_ST_OK)
-		return r;
-	if (memcmp(digest, req.digest, sizeof(digest)) != 0)
-		return KP_ST_BAD_DIGEST;
-	if (a->store.committed &&
-	    memcmp(a->store.digest, digest, sizeof(digest)) == 0) {
-		/* already committed: nothing to write, unless the flash copy
-		 * is damaged, which is repaired in place (OTP unchanged) */
-		if (a->store.integrity != KP_ST_OK) {
-			r = ka_record_blob_write(a->store.commit_sector,
-						 a->work, len, KA_BLOB_CAP);
-			(void)refresh(a, false);
-		}
+	same = a->store.committed &&
+	       memcmp(a->store.digest, req.digest, sizeof(digest)) == 0;
+	if (ka_stage_identity(&a->stage, &sector, &len) == KA_STAGE_COMPLETE) {
+		r = check_written(a, sector, len, digest);
+		if (r != KP_ST_OK)
+			return r;
+		if (memcmp(digest, req.digest, sizeof(digest)) != 0)
+			return KP_ST_BAD_DIGEST;
+	} else if (same) {
+		/* committed before (a resumed session): nothing to write */
+		r = ka_record_sector_digest(a->store.commit_sector,
+					    a->store.blob_len, digest);
+		if (r != KP_ST_OK)
+			return r;
 	} else {
-		r = ka_record_commit(&a->store, a->work, len, KA_BLOB_CAP,
-				     digest);
+		a->detail = ka_stage_identity(&a->stage, NULL, NULL) ==
+					    KA_STAGE_PARTIAL
+				    ? "IDENTITY is incomplete"
+				    : "IDENTITY missing";
+		return KP_ST_BAD_OBJECT;
+	}
+	r = KP_ST_OK;
+	if (same && a->store.integrity == KP_ST_OK) {
+		/* already committed and intact: no write */
+	} else if (len > 0) {
+		/* new identity, or a damaged copy of this one: the blob just
+		 * written becomes the committed one */
+		r = ka_record_commit_sector(&a->store, sector, len, digest);
 		(void)refresh(a, false);
+		ka_stage_drop(&a->stage, KP_OBJ_IDENTITY);
+	} else {
+		r = KP_ST_INTEGRITY; /* damaged, and nothing to repair with */
 	}
 	if (r != KP_ST_OK)
 		return r;
+	/* what the station compares: the digest of the blob as read back */
+	if (memcmp(digest, a->store.digest, sizeof(digest)) != 0)
+		return KP_ST_STORAGE;
 	memset(&rsp, 0, sizeof(rsp));
-	rsp.digest = a->store.digest;
+	if (KP_HAS(&req, 0x02)) {
+		r = sign_challenge(a, req.nonce, req.nonce_len, NULL, 0, sig,
+				   &slen);
+		if (r != KP_ST_OK)
+			return r;
+		rsp.has |= KP_BIT(0x03);
+		rsp.sig = sig;
+		rsp.sig_len = (uint16_t)slen;
+	}
+	rsp.digest = digest;
 	rsp.digest_len = 32;
 	rsp.state = (uint8_t)ka_agent_state(a);
 	return encoded(kp_commit_rsp_encode(&rsp, a->work, KP_MAX_PAYLOAD,
@@ -518,42 +584,20 @@ static kp_status_t h_challenge(ka_agent_t *a, const uint8_t *p, size_t n,
 {
 	kp_challenge_req_t req;
 	kp_challenge_rsp_t rsp;
-	ka_crypto_env_t env;
-	uint8_t msg[KP_CHALLENGE_DOMAIN_LEN + 1 + 32 + 64];
-	uint8_t hash[32], d[KA_SCALAR_LEN], sig[80];
-	size_t mlen = 0, slen = 0;
+	uint8_t sig[80];
+	size_t slen = 0;
 	kp_status_t r;
 
-	memset(d, 0, sizeof(d));
 	if (kp_challenge_req_decode(&req, p, n) != KP_OK)
 		return KP_ST_BAD_MESSAGE;
-	/* damage first: a flipped key slot may leave no valid key */
-	if (a->integrity != KP_ST_OK)
-		return KP_ST_INTEGRITY;
-	if (a->store.key_slot < 0)
-		return KP_ST_NO_KEY;
-	if (kp_challenge_message(a->uid, a->uid_len, req.nonce, req.nonce_len,
-				 msg, sizeof(msg), &mlen) != KP_OK)
-		return KP_ST_INTERNAL;
-	r = ka_crypto_sha256(msg, mlen, hash);
+	r = sign_challenge(a, req.nonce, req.nonce_len, NULL, 0, sig, &slen);
 	if (r != KP_ST_OK)
 		return r;
-	r = ka_record_key_load(&a->store, (uint8_t)a->store.key_slot, d);
-	if (r != KP_ST_OK)
-		goto out;
-	env_init(a, &env, NULL, 0);
-	r = ka_crypto_sign(&env, d, hash, sig, sizeof(sig), &slen);
-	mbedtls_platform_zeroize(d, sizeof(d)); /* wiped right after use */
-	if (r != KP_ST_OK)
-		goto out;
 	memset(&rsp, 0, sizeof(rsp));
 	rsp.sig = sig;
 	rsp.sig_len = (uint16_t)slen;
-	r = encoded(kp_challenge_rsp_encode(&rsp, a->work, KP_MAX_PAYLOAD,
-					    rsp_len));
-out:
-	mbedtls_platform_zeroize(d, sizeof(d));
-	return r;
+	return encoded(kp_challenge_rsp_encode(&rsp, a->work, KP_MAX_PAYLOAD,
+					       rsp_len));
 }
 
 static kp_status_t h_lock(ka_agent_t *a, const uint8_t *p, size_t n,
@@ -561,6 +605,8 @@ static kp_status_t h_lock(ka_agent_t *a, const uint8_t *p, size_t n,
 {
 	kp_lock_req_t req;
 	kp_lock_rsp_t rsp;
+	uint8_t sig[80];
+	size_t slen = 0;
 	kp_status_t r;
 
 	if (kp_lock_req_decode(&req, p, n) != KP_OK)
@@ -578,6 +624,16 @@ static kp_status_t h_lock(ka_agent_t *a, const uint8_t *p, size_t n,
 	memset(&rsp, 0, sizeof(rsp));
 	rsp.lock = a->store.lock; /* read back from the hardware */
 	rsp.state = (uint8_t)ka_agent_state(a);
+	if (KP_HAS(&req, 0x02)) {
+		/* the board vouches for what it reports */
+		r = sign_challenge(a, req.nonce, req.nonce_len, &rsp.lock,
+				   rsp.state, sig, &slen);
+		if (r != KP_ST_OK)
+			return r;
+		rsp.has |= KP_BIT(0x03);
+		rsp.sig = sig;
+		rsp.sig_len = (uint16_t)slen;
+	}
 	return encoded(kp_lock_rsp_encode(&rsp, a->work, KP_MAX_PAYLOAD,
 					  rsp_len));
 }

@@ -8,9 +8,10 @@
  *
  * RAM: the struct holds one receive frame buffer (kp_rx_t), one transmit
  * frame buffer (also the cached last response, re-sent on a retransmitted
- * request), the staging area, and one work area that is time-shared: the
- * mbedTLS heap during a crypto call, the identity blob during COMMIT, and
- * the response payload while it is framed.
+ * request), and one work area that is time-shared: the mbedTLS heap during
+ * a crypto call, the identity blob read back from flash during COMMIT, and
+ * the response payload while it is framed. Identity objects are not
+ * staged in RAM: PUT_OBJECT writes them to flash as they arrive.
  */
 #ifndef KILN_DEVICE_CORE_AGENT_H
 #define KILN_DEVICE_CORE_AGENT_H
@@ -26,7 +27,7 @@
 #include "protocol/frame.h"
 #include "protocol/msg.h"
 
-#define KA_AGENT_VERSION "0.1.0"
+#define KA_AGENT_VERSION "0.2.0"
 
 /** mbedTLS heap. Measured minimum (tests/unit/test_dev_agent.c,
  * test_heap_budget): 4192 bytes for the CSR, 2976 to sign, 2416 to
@@ -35,12 +36,11 @@
 #ifndef KA_CRYPTO_HEAP
 #define KA_CRYPTO_HEAP 4608u
 #endif
-/** Largest blob the agent builds: staged objects + pubkey + TLV headers
- * + program-granularity padding. */
-#define KA_BLOB_CAP (KA_STAGE_CAP + KP_BLOB_HDR_LEN + 5u * 3u + 65u + 64u)
 #define KA_WORK_MAX2(a, b) ((a) > (b) ? (a) : (b))
-#define KA_WORK_SIZE                                                      \
-	KA_WORK_MAX2(KA_WORK_MAX2(KA_CRYPTO_HEAP, KA_BLOB_CAP), KP_MAX_PAYLOAD)
+#define KA_WORK_SIZE KA_WORK_MAX2(KA_CRYPTO_HEAP, KP_MAX_PAYLOAD)
+/** Largest identity blob the agent accepts: COMMIT reads it back from
+ * flash into the work area to check it. */
+#define KA_BLOB_MAX KA_WORK_SIZE
 
 /* What ka_agent_t's trace hook is told about each frame. */
 typedef enum {

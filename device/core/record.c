@@ -99,7 +99,10 @@ static kp_status_t scan_locks(ka_store_t *st)
 	kp_status_t r;
 
 	st->lock = 0;
-	for (uint32_t i = 0; i < KA_REC_ID_BLOCKS; i++) {
+	for (uint32_t i = 0; i < KA_REC_SECBOOT_BLOCK0 + KA_REC_SECBOOT_BLOCKS;
+	     i++) {
+		if (i >= KA_REC_ID_BLOCKS && i < KA_REC_SECBOOT_BLOCK0)
+			continue;
 		if (ka_hal_otp_block_locked(i, &b) != KA_HAL_OK)
 			return KP_ST_STORAGE;
 		all = all && b;
@@ -401,12 +404,153 @@ kp_status_t ka_record_blob_read(const ka_store_t *st, uint32_t off,
 	return KP_ST_OK;
 }
 
-kp_status_t ka_record_commit(ka_store_t *st, uint8_t *buf, size_t len,
-			     size_t cap, const uint8_t digest[32])
+/* The sector a new blob goes to: never the one the newest valid commit
+ * slot vouches for. */
+static kp_status_t next_sector(const ka_store_t *st, uint8_t nsec,
+			       uint8_t *sector)
+{
+	*sector = 0;
+	if (st->commit_slot < 0)
+		return KP_ST_OK;
+	if (nsec > 1) {
+		*sector = (uint8_t)((st->commit_sector + 1u) % nsec);
+		return KP_ST_OK;
+	}
+	/* one sector: only a stale identity (another key's) may go */
+	return st->committed ? KP_ST_BAD_STATE : KP_ST_OK;
+}
+
+kp_status_t ka_record_blob_begin(const ka_store_t *st, ka_blob_writer_t *w)
+{
+	ka_hal_flash_geom_t g;
+	uint8_t nsec, sector;
+	kp_status_t r;
+
+	memset(w, 0, sizeof(*w));
+	r = flash_geom(&g, &nsec);
+	if (r != KP_ST_OK)
+		return r;
+	r = next_sector(st, nsec, &sector);
+	if (r != KP_ST_OK)
+		return r;
+	w->sector = sector;
+	w->align = (uint16_t)g.prog_align;
+	w->cap = g.sector_size < 0xFFFFu ? g.sector_size : 0xFFFFu;
+	if (ka_hal_flash_erase(sector) != KA_HAL_OK)
+		return KP_ST_STORAGE;
+	return KP_ST_OK;
+}
+
+static kp_status_t writer_program(ka_blob_writer_t *w, const uint8_t *p,
+				  size_t n)
+{
+	ka_hal_flash_geom_t g;
+	uint8_t nsec;
+	uint32_t off = w->len - w->tail_len; /* aligned */
+	kp_status_t r;
+
+	r = flash_geom(&g, &nsec);
+	if (r != KP_ST_OK)
+		return r;
+	if (ka_hal_flash_program(w->sector * g.sector_size + off, p, n) !=
+	    KA_HAL_OK)
+		return KP_ST_STORAGE;
+	return KP_ST_OK;
+}
+
+kp_status_t ka_record_blob_append(ka_blob_writer_t *w, const uint8_t *p,
+				  size_t n)
+{
+	kp_status_t r = KP_ST_OK;
+
+	if (w->align == 0 || w->align > KA_REC_ALIGN_MAX)
+		return KP_ST_BAD_STATE;
+	if (n > w->cap - w->len)
+		return KP_ST_BAD_OBJECT;
+	while (n > 0) {
+		size_t k;
+
+		if (w->tail_len == 0 && n >= w->align) {
+			/* whole units straight from the caller's buffer */
+			k = n - n % w->align;
+			r = writer_program(w, p, k);
+			if (r != KP_ST_OK)
+				return r;
+			w->len += (uint32_t)k;
+			p += k;
+			n -= k;
+			continue;
+		}
+		k = (size_t)(w->align - w->tail_len);
+		if (k > n)
+			k = n;
+		memcpy(w->tail + w->tail_len, p, k);
+		w->tail_len = (uint8_t)(w->tail_len + k);
+		w->len += (uint32_t)k;
+		p += k;
+		n -= k;
+		if (w->tail_len == w->align) {
+			r = writer_program(w, w->tail, w->align);
+			if (r != KP_ST_OK)
+				return r;
+			w->tail_len = 0;
+		}
+	}
+	return KP_ST_OK;
+}
+
+kp_status_t ka_record_blob_end(ka_blob_writer_t *w)
+{
+	kp_status_t r;
+
+	if (w->tail_len == 0)
+		return KP_ST_OK;
+	memset(w->tail + w->tail_len, 0xFF, (size_t)(w->align - w->tail_len));
+	r = writer_program(w, w->tail, w->align);
+	if (r == KP_ST_OK)
+		w->tail_len = 0;
+	return r;
+}
+
+kp_status_t ka_record_sector_read(uint8_t sector, uint32_t off, uint8_t *out,
+				  size_t n)
+{
+	ka_hal_flash_geom_t g;
+	uint8_t nsec;
+	kp_status_t r;
+
+	r = flash_geom(&g, &nsec);
+	if (r != KP_ST_OK)
+		return r;
+	if (sector >= nsec || off > g.sector_size || n > g.sector_size - off)
+		return KP_ST_BAD_OBJECT;
+	if (n > 0 && ka_hal_flash_read(sector * g.sector_size + off, out, n) !=
+			     KA_HAL_OK)
+		return KP_ST_STORAGE;
+	return KP_ST_OK;
+}
+
+kp_status_t ka_record_sector_digest(uint8_t sector, size_t len,
+				    uint8_t out[32])
+{
+	ka_hal_flash_geom_t g;
+	uint8_t nsec;
+	kp_status_t r;
+
+	r = flash_geom(&g, &nsec);
+	if (r != KP_ST_OK)
+		return r;
+	if (sector >= nsec || len > g.sector_size)
+		return KP_ST_BAD_OBJECT;
+	return flash_digest(sector * g.sector_size, len, out);
+}
+
+kp_status_t ka_record_commit_sector(ka_store_t *st, uint8_t sector,
+				    size_t len, const uint8_t digest[32])
 {
 	ka_hal_flash_geom_t g;
 	uint32_t w[KA_REC_COMMIT_WORDS], base;
-	uint8_t nsec, sector = 0;
+	uint8_t nsec;
 	int8_t s, key;
 	kp_status_t r, r2;
 
@@ -417,11 +561,8 @@ kp_status_t ka_record_commit(ka_store_t *st, uint8_t *buf, size_t len,
 	r = flash_geom(&g, &nsec);
 	if (r != KP_ST_OK)
 		return r;
-	if (len > g.sector_size || len > 0xFFFFu)
+	if (sector >= nsec || len > g.sector_size || len > 0xFFFFu)
 		return KP_ST_BAD_OBJECT;
-	/* never overwrite the blob the newest valid commit vouches for */
-	if (st->commit_slot >= 0 && nsec > 1)
-		sector = (uint8_t)((st->commit_sector + 1u) % nsec);
 	s = st->commit_next;
 	key = st->key_slot;
 	words_from_bytes(w, digest, 8);
@@ -431,9 +572,6 @@ kp_status_t ka_record_commit(ka_store_t *st, uint8_t *buf, size_t len,
 	if (w[9] == ERASED)
 		return KP_ST_BAD_OBJECT; /* 2^-32: change any object */
 	r = ensure_header(st);
-	if (r != KP_ST_OK)
-		goto out;
-	r = ka_record_blob_write(sector, buf, len, cap);
 	if (r != KP_ST_OK)
 		goto out;
 	base = KA_REC_COMMIT_BASE + (uint32_t)s * KA_REC_COMMIT_WORDS;
@@ -449,6 +587,37 @@ out:
 			      st->integrity != KP_ST_OK))
 		r = KP_ST_STORAGE;
 	return r;
+}
+
+kp_status_t ka_record_commit(ka_store_t *st, uint8_t *buf, size_t len,
+			     size_t cap, const uint8_t digest[32])
+{
+	ka_hal_flash_geom_t g;
+	uint8_t nsec, sector = 0;
+	kp_status_t r;
+
+	if (st->key_slot < 0)
+		return KP_ST_NO_KEY;
+	if (st->commit_next < 0)
+		return KP_ST_EXHAUSTED;
+	r = flash_geom(&g, &nsec);
+	if (r != KP_ST_OK)
+		return r;
+	if (len > g.sector_size || len > 0xFFFFu)
+		return KP_ST_BAD_OBJECT;
+	/* never overwrite the blob the newest valid commit vouches for */
+	if (st->commit_slot >= 0 && nsec > 1)
+		sector = (uint8_t)((st->commit_sector + 1u) % nsec);
+	r = ensure_header(st);
+	if (r != KP_ST_OK)
+		return r;
+	r = ka_record_blob_write(sector, buf, len, cap);
+	if (r != KP_ST_OK) {
+		kp_status_t r2 = ka_record_scan(st);
+
+		return r2 == KP_ST_OK ? r : r2;
+	}
+	return ka_record_commit_sector(st, sector, len, digest);
 }
 
 kp_status_t ka_record_lock(ka_store_t *st, uint8_t level)
@@ -469,7 +638,10 @@ kp_status_t ka_record_lock(ka_store_t *st, uint8_t level)
 		if (r != KP_ST_OK)
 			goto out;
 	}
-	for (uint32_t i = 0; i < KA_REC_ID_BLOCKS; i++) {
+	for (uint32_t i = 0; i < KA_REC_SECBOOT_BLOCK0 + KA_REC_SECBOOT_BLOCKS;
+	     i++) {
+		if (i >= KA_REC_ID_BLOCKS && i < KA_REC_SECBOOT_BLOCK0)
+			continue;
 		if (ka_hal_otp_block_locked(i, &b) != KA_HAL_OK) {
 			r = KP_ST_STORAGE;
 			goto out;

@@ -28,7 +28,11 @@
  *
  * Flash: the identity blob lives in sector 0 or 1 of the identity region,
  * alternately, so a new commit never overwrites the blob the newest valid
- * commit slot vouches for (a port with one sector uses sector 0 only).
+ * commit slot vouches for (a port with one sector uses sector 0 only, and
+ * refuses to write a new blob while the current key's commit uses it).
+ * A blob is written as it arrives (ka_record_blob_begin/append/end, from
+ * PUT_OBJECT IDENTITY) into the sector no valid commit of the current key
+ * vouches for; only the commit slot programmed afterwards makes it count.
  *
  * These are plain functions over the HAL (no agent state), so the unit
  * tests drive them directly on the POSIX emulation.
@@ -64,6 +68,9 @@
 
 #define KA_REC_SECBOOT_BASE 80u
 #define KA_REC_SECBOOT_WORDS 9u
+/* OTP blocks holding the secure-boot slot (words 80..95), locked by LOCK */
+#define KA_REC_SECBOOT_BLOCK0 10u
+#define KA_REC_SECBOOT_BLOCKS 2u
 #define KA_REC_ROLLBACK_BASE 96u
 #define KA_REC_ROLLBACK_WORDS 32u
 
@@ -149,6 +156,59 @@ kp_status_t ka_record_key_load(const ka_store_t *st, uint8_t slot,
 kp_status_t ka_record_blob_write(uint8_t sector, uint8_t *buf, size_t len,
 				 size_t cap) KA_WUR;
 
+/** Largest program granularity the writer supports (bytes). */
+#define KA_REC_ALIGN_MAX 64u
+
+/* A blob being written to flash piece by piece. */
+typedef struct {
+	uint32_t len;       /* bytes appended so far */
+	uint32_t cap;       /* most bytes the sector takes */
+	uint16_t align;     /* program granularity */
+	uint8_t sector;     /* flash sector being written */
+	uint8_t tail_len;   /* bytes held until a full program unit */
+	uint8_t tail[KA_REC_ALIGN_MAX];
+} ka_blob_writer_t;
+
+/**
+ * Start writing a new blob: pick the sector (the one the newest commit
+ * slot does not use) and erase it. KP_ST_BAD_STATE when the port has a
+ * single sector and the current key's identity lives in it;
+ * KP_ST_STORAGE on a HAL failure.
+ */
+kp_status_t ka_record_blob_begin(const ka_store_t *st, ka_blob_writer_t *w)
+	KA_WUR;
+
+/**
+ * Append n bytes: whole program units are programmed, the rest is held
+ * in w->tail. KP_ST_BAD_OBJECT if the blob would outgrow the sector or
+ * 65535 bytes; KP_ST_STORAGE on a HAL failure.
+ */
+kp_status_t ka_record_blob_append(ka_blob_writer_t *w, const uint8_t *p,
+				  size_t n) KA_WUR;
+
+/** Program the held tail, padded with 0xFF to the program granularity. */
+kp_status_t ka_record_blob_end(ka_blob_writer_t *w) KA_WUR;
+
+/** Read n bytes at off of a flash sector of the identity region. */
+kp_status_t ka_record_sector_read(uint8_t sector, uint32_t off, uint8_t *out,
+				  size_t n) KA_WUR;
+
+/** SHA-256 of the first len bytes of an identity flash sector, as read
+ * back from the flash. */
+kp_status_t ka_record_sector_digest(uint8_t sector, size_t len,
+				    uint8_t out[32]) KA_WUR;
+
+/**
+ * Program the next commit slot for a blob already written (and checked)
+ * in `sector`: digest, {key slot, sector, len}, check word last; rescan
+ * *st. Returns KP_ST_OK, KP_ST_NO_KEY, KP_ST_EXHAUSTED, KP_ST_BAD_OBJECT
+ * or KP_ST_STORAGE (also when the rescan does not show the new commit
+ * intact).
+ */
+kp_status_t ka_record_commit_sector(ka_store_t *st, uint8_t sector,
+				    size_t len, const uint8_t digest[32])
+	KA_WUR;
+
 /** Read n bytes at off of the committed blob (bounds checked). */
 kp_status_t ka_record_blob_read(const ka_store_t *st, uint32_t off,
 				uint8_t *out, size_t n) KA_WUR;
@@ -165,7 +225,8 @@ kp_status_t ka_record_commit(ka_store_t *st, uint8_t *buf, size_t len,
 
 /**
  * Lock the identity: program the lock word (once), lock the identity OTP
- * blocks, write-protect the identity sectors, and for level 2 lock debug.
+ * blocks and the secure-boot key-hash blocks, write-protect the identity
+ * sectors, and for level 2 lock debug.
  * Steps already done are skipped (no write). Rescans *st.
  */
 kp_status_t ka_record_lock(ka_store_t *st, uint8_t level) KA_WUR;

@@ -5,45 +5,6 @@
 #include "device/core/stage.h"
 #include "protocol/msg.h"
 
-static uint32_t obj_limit(uint8_t obj)
-{
-	uint32_t lim;
-
-	switch (obj) {
-	case KP_OBJ_CERT:
-		lim = KA_OBJ_CERT_MAX;
-		break;
-	case KP_OBJ_CHAIN:
-		lim = KA_OBJ_CHAIN_MAX;
-		break;
-	case KP_OBJ_SERIAL:
-		lim = KA_OBJ_SERIAL_MAX;
-		break;
-	case KP_OBJ_META:
-		lim = KA_OBJ_META_MAX;
-		break;
-	default:
-		return 0;
-	}
-	return lim < KA_STAGE_CAP ? lim : KA_STAGE_CAP;
-}
-
-static ka_stage_ent_t *find(ka_stage_t *s, uint8_t obj)
-{
-	for (size_t i = 0; i < KA_STAGE_OBJS; i++)
-		if (s->ent[i].obj == obj)
-			return &s->ent[i];
-	return NULL;
-}
-
-static const ka_stage_ent_t *find_c(const ka_stage_t *s, uint8_t obj)
-{
-	for (size_t i = 0; i < KA_STAGE_OBJS; i++)
-		if (s->ent[i].obj == obj)
-			return &s->ent[i];
-	return NULL;
-}
-
 void ka_stage_reset(ka_stage_t *s)
 {
 	mbedtls_platform_zeroize(s, sizeof(*s));
@@ -51,41 +12,22 @@ void ka_stage_reset(ka_stage_t *s)
 
 void ka_stage_drop(ka_stage_t *s, uint8_t obj)
 {
-	ka_stage_ent_t *e;
-	uint16_t off, tot;
-
 	if (obj == KP_OBJ_HOSTKEY) {
 		mbedtls_platform_zeroize(s->hostkey, sizeof(s->hostkey));
 		s->hostkey_received = 0;
-		return;
+	} else if (obj == KP_OBJ_IDENTITY) {
+		memset(&s->id_w, 0, sizeof(s->id_w));
+		s->id_state = KA_STAGE_ABSENT;
+		s->id_total = s->id_received = 0;
 	}
-	e = find(s, obj);
-	if (e == NULL)
-		return;
-	off = e->off;
-	tot = e->total;
-	/* close the gap: objects behind this one move down */
-	memmove(s->buf + off, s->buf + off + tot, (size_t)(s->used - off - tot));
-	for (size_t i = 0; i < KA_STAGE_OBJS; i++)
-		if (s->ent[i].obj != 0 && s->ent[i].off > off)
-			s->ent[i].off = (uint16_t)(s->ent[i].off - tot);
-	s->used = (uint16_t)(s->used - tot);
-	memset(s->buf + s->used, 0, KA_STAGE_CAP - s->used);
-	memset(e, 0, sizeof(*e));
 }
 
-static int printable(const uint8_t *p, size_t n)
+kp_status_t ka_stage_put_hostkey(ka_stage_t *s, uint32_t offset,
+				 uint32_t total, const uint8_t *data,
+				 size_t len, uint32_t *received)
 {
-	for (size_t i = 0; i < n; i++)
-		if (p[i] < 0x20 || p[i] > 0x7E)
-			return 0;
-	return 1;
-}
-
-static kp_status_t put_hostkey(ka_stage_t *s, uint32_t offset,
-			       uint32_t total, const uint8_t *data, size_t len,
-			       uint32_t *received)
-{
+	if (data == NULL || len == 0 || received == NULL)
+		return KP_ST_BAD_OBJECT;
 	if (total != KA_HOSTKEY_LEN || offset > total ||
 	    len > total - offset)
 		return KP_ST_BAD_OBJECT;
@@ -99,91 +41,90 @@ static kp_status_t put_hostkey(ka_stage_t *s, uint32_t offset,
 	return KP_ST_OK;
 }
 
-kp_status_t ka_stage_put(ka_stage_t *s, uint8_t obj, uint32_t offset,
-			 uint32_t total, const uint8_t *data, size_t len,
-			 uint32_t *received)
+/* Erase the target sector and write magic, version and the pubkey TLV. */
+static kp_status_t identity_begin(ka_stage_t *s, const ka_store_t *st,
+				  const uint8_t pubkey[65])
 {
-	ka_stage_ent_t *e;
-	uint32_t lim, room;
+	uint8_t pre[KP_BLOB_PREFIX_LEN];
+	kp_status_t r;
 
-	if (data == NULL || len == 0 || received == NULL)
-		return KP_ST_BAD_OBJECT;
-	if (obj == KP_OBJ_HOSTKEY)
-		return put_hostkey(s, offset, total, data, len, received);
-	lim = obj_limit(obj);
-	if (lim == 0 || total == 0 || total > lim || offset > total ||
-	    len > total - offset)
-		return KP_ST_BAD_OBJECT;
-	if (obj == KP_OBJ_SERIAL && !printable(data, len))
-		return KP_ST_BAD_OBJECT;
-	e = find(s, obj);
-	if (offset != 0) {
-		/* continuation: in order, same total */
-		if (e == NULL || e->total != total || e->received != offset)
-			return KP_ST_BAD_OBJECT;
-	} else {
-		/* (re)start: the old copy's room counts as free */
-		room = KA_STAGE_CAP - s->used + (e != NULL ? e->total : 0u);
-		if (total > room)
-			return KP_ST_BAD_OBJECT;
-		ka_stage_drop(s, obj);
-		e = find(s, 0);
-		if (e == NULL)
-			return KP_ST_BAD_OBJECT; /* cannot happen: 4 objects */
-		e->obj = obj;
-		e->off = s->used;
-		e->total = (uint16_t)total;
-		e->received = 0;
-		s->used = (uint16_t)(s->used + total);
-	}
-	memcpy(s->buf + e->off + offset, data, len);
-	e->received = (uint16_t)(offset + len);
-	*received = e->received;
-	return KP_ST_OK;
+	memcpy(pre, KP_BLOB_MAGIC, 4);
+	pre[4] = KP_BLOB_VERSION;
+	pre[5] = 0x01; /* pubkey: the blob's first field */
+	pre[6] = 65;
+	pre[7] = 0;
+	memcpy(pre + 8, pubkey, 65);
+	r = ka_record_blob_begin(st, &s->id_w);
+	if (r == KP_ST_OK)
+		r = ka_record_blob_append(&s->id_w, pre, sizeof(pre));
+	return r;
 }
 
-ka_stage_state_t ka_stage_get(const ka_stage_t *s, uint8_t obj,
-			      const uint8_t **p, uint16_t *len)
+kp_status_t ka_stage_put_identity(ka_stage_t *s, const ka_store_t *st,
+				  const uint8_t pubkey[65], size_t max_blob,
+				  uint32_t offset, uint32_t total,
+				  const uint8_t *data, size_t len,
+				  uint32_t *received)
 {
-	const ka_stage_ent_t *e;
+	kp_status_t r;
 
-	if (obj == KP_OBJ_HOSTKEY) {
-		if (s->hostkey_received == 0)
-			return KA_STAGE_ABSENT;
-		if (s->hostkey_received < KA_HOSTKEY_LEN)
-			return KA_STAGE_PARTIAL;
-		if (p != NULL)
-			*p = s->hostkey;
-		if (len != NULL)
-			*len = KA_HOSTKEY_LEN;
-		return KA_STAGE_COMPLETE;
+	if (data == NULL || len == 0 || received == NULL || total == 0 ||
+	    offset > total || len > total - offset ||
+	    max_blob < KP_BLOB_PREFIX_LEN ||
+	    total > max_blob - KP_BLOB_PREFIX_LEN)
+		return KP_ST_BAD_OBJECT;
+	if (offset != 0 && (s->id_state != KA_STAGE_PARTIAL ||
+			    s->id_total != total || s->id_received != offset))
+		return KP_ST_BAD_OBJECT;
+	if (offset == 0) {
+		ka_stage_drop(s, KP_OBJ_IDENTITY);
+		r = identity_begin(s, st, pubkey);
+		if (r != KP_ST_OK)
+			goto out;
+		s->id_state = KA_STAGE_PARTIAL;
+		s->id_total = total;
 	}
-	e = find_c(s, obj);
-	if (obj == 0 || e == NULL)
+	r = ka_record_blob_append(&s->id_w, data, len);
+	if (r != KP_ST_OK)
+		goto out;
+	s->id_received = offset + (uint32_t)len;
+	if (s->id_received == total) {
+		r = ka_record_blob_end(&s->id_w);
+		if (r != KP_ST_OK)
+			goto out;
+		s->id_state = KA_STAGE_COMPLETE;
+	}
+	*received = s->id_received;
+out:
+	if (r != KP_ST_OK)
+		ka_stage_drop(s, KP_OBJ_IDENTITY);
+	return r;
+}
+
+ka_stage_state_t ka_stage_hostkey(const ka_stage_t *s, const uint8_t **p)
+{
+	if (s->hostkey_received == 0)
 		return KA_STAGE_ABSENT;
-	if (e->received < e->total)
+	if (s->hostkey_received < KA_HOSTKEY_LEN)
 		return KA_STAGE_PARTIAL;
 	if (p != NULL)
-		*p = s->buf + e->off;
-	if (len != NULL)
-		*len = e->total;
+		*p = s->hostkey;
 	return KA_STAGE_COMPLETE;
 }
 
-bool ka_stage_any_partial(const ka_stage_t *s)
+ka_stage_state_t ka_stage_identity(const ka_stage_t *s, uint8_t *sector,
+				   size_t *blob_len)
 {
-	for (size_t i = 0; i < KA_STAGE_OBJS; i++)
-		if (s->ent[i].obj != 0 && s->ent[i].received < s->ent[i].total)
-			return true;
-	return false;
+	if (s->id_state == KA_STAGE_COMPLETE) {
+		if (sector != NULL)
+			*sector = s->id_w.sector;
+		if (blob_len != NULL)
+			*blob_len = s->id_w.len;
+	}
+	return (ka_stage_state_t)s->id_state;
 }
 
 uint32_t ka_stage_bytes(const ka_stage_t *s)
 {
-	uint32_t n = s->hostkey_received;
-
-	for (size_t i = 0; i < KA_STAGE_OBJS; i++)
-		if (s->ent[i].obj != 0)
-			n += s->ent[i].received;
-	return n;
+	return s->hostkey_received + s->id_received;
 }

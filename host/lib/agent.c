@@ -501,7 +501,8 @@ static ks_err_t ensure_channel(ks_agent_t *a, bool *use)
 
 static void copy_state(ks_agent_state_t *st, uint8_t state, uint8_t lock,
 		       uint8_t integrity, uint8_t slots_free,
-		       const uint8_t *pubkey, const uint8_t *digest)
+		       const uint8_t *pubkey, const uint8_t *digest,
+		       const uint8_t *boot_key)
 {
 	memset(st, 0, sizeof(*st));
 	st->state = state;
@@ -516,11 +517,15 @@ static void copy_state(ks_agent_state_t *st, uint8_t state, uint8_t lock,
 		st->has_digest = true;
 		memcpy(st->id_digest, digest, KS_DIGEST_LEN);
 	}
+	if (boot_key != NULL) {
+		st->has_boot_key = true;
+		memcpy(st->boot_key_hash, boot_key, KS_DIGEST_LEN);
+	}
 }
 
 ks_err_t ks_agent_hello(ks_agent_t *a, ks_agent_hello_t *out)
 {
-	kp_hello_req_t q = {.proto_max = KP_PROTO_VERSION};
+	kp_hello_req_t q = {.proto_max = KP_MSG_VERSION};
 	kp_hello_rsp_t m;
 	uint8_t req[64], rsp[KP_MAX_PAYLOAD];
 	size_t qn, n;
@@ -535,8 +540,14 @@ ks_err_t ks_agent_hello(ks_agent_t *a, ks_agent_hello_t *out)
 		return r;
 	if (kp_hello_rsp_decode(&m, rsp, n) != KP_OK)
 		return agent_bad_answer(a, KP_MSG_HELLO, "TLV decode");
-	if (m.proto < 1 || m.proto > KP_PROTO_VERSION)
-		return agent_bad_answer(a, KP_MSG_HELLO, "protocol version");
+	if (m.proto != KP_MSG_VERSION) {
+		char why[80];
+
+		snprintf(why, sizeof(why),
+			 "agent speaks protocol %u, this station %u", m.proto,
+			 KP_MSG_VERSION);
+		return agent_bad_answer(a, KP_MSG_HELLO, why);
+	}
 	memset(out, 0, sizeof(*out));
 	out->proto = m.proto;
 	memcpy(out->agent_version, m.agent_version, m.agent_version_len);
@@ -546,7 +557,7 @@ ks_err_t ks_agent_hello(ks_agent_t *a, ks_agent_hello_t *out)
 	memcpy(out->board, m.board, m.board_len);
 	out->max_payload = m.max_payload;
 	copy_state(&out->st, m.state, m.lock, m.integrity, m.slots_free,
-		   m.pubkey, m.id_digest);
+		   m.pubkey, m.id_digest, m.boot_key_hash);
 	/* HELLO ended any channel on the agent's side */
 	ks_channel_close(&a->chan);
 	a->hello_done = true;
@@ -571,7 +582,7 @@ ks_err_t ks_agent_status(ks_agent_t *a, ks_agent_status_t *out)
 	if (kp_status_rsp_decode(&m, rsp, n) != KP_OK)
 		return agent_bad_answer(a, KP_MSG_STATUS, "TLV decode");
 	copy_state(&out->st, m.state, m.lock, m.integrity, m.slots_free,
-		   m.pubkey, m.id_digest);
+		   m.pubkey, m.id_digest, m.boot_key_hash);
 	out->staged = m.staged;
 	return KS_OK;
 }
@@ -720,30 +731,74 @@ out:
 	return r;
 }
 
-ks_err_t ks_agent_commit(ks_agent_t *a, const uint8_t digest[KS_DIGEST_LEN],
-			 uint8_t *state)
+ks_err_t ks_agent_commit_ex(ks_agent_t *a,
+			    const uint8_t digest[KS_DIGEST_LEN],
+			    const ks_commit_opts_t *opts,
+			    ks_commit_result_t *out)
 {
 	kp_commit_req_t q = {.digest = digest, .digest_len = KS_DIGEST_LEN};
 	kp_commit_rsp_t m;
-	uint8_t req[64], rsp[KP_MAX_PAYLOAD];
+	uint8_t req[192], rsp[KP_MAX_PAYLOAD];
 	size_t qn, n;
 	ks_err_t r;
 
-	if (a == NULL || digest == NULL)
+	if (a == NULL || digest == NULL || out == NULL)
 		return KS_ERR_ARG;
+	memset(out, 0, sizeof(*out));
+	if (opts != NULL && opts->nonce != NULL) {
+		if (opts->nonce_len > 64)
+			return KS_ERR_ARG;
+		q.has |= KP_BIT(0x02);
+		q.nonce = opts->nonce;
+		q.nonce_len = (uint16_t)opts->nonce_len;
+	}
+	if (opts != NULL && opts->boot_key_hash != NULL) {
+		q.has |= KP_BIT(0x03);
+		q.boot_key_hash = opts->boot_key_hash;
+		q.boot_key_hash_len = KS_DIGEST_LEN;
+	}
 	if (kp_commit_req_encode(&q, req, sizeof(req), &qn) != KP_OK)
-		return KS_ERR_INTERNAL;
+		return KS_ERR_ARG;
 	r = ks_agent_call(a, KP_MSG_COMMIT, req, qn, rsp, sizeof(rsp), &n);
 	if (r != KS_OK)
 		return r;
 	if (kp_commit_rsp_decode(&m, rsp, n) != KP_OK)
 		return agent_bad_answer(a, KP_MSG_COMMIT, "TLV decode");
-	if (memcmp(m.digest, digest, KS_DIGEST_LEN) != 0) {
+	if (q.nonce != NULL && m.sig == NULL)
+		return agent_bad_answer(a, KP_MSG_COMMIT,
+					"no signature of the nonce");
+	if (q.boot_key_hash != NULL && m.boot_key_hash == NULL)
+		return agent_bad_answer(a, KP_MSG_COMMIT,
+					"no secure-boot slot in the answer");
+	memcpy(out->digest, m.digest, KS_DIGEST_LEN);
+	out->state = m.state;
+	if (m.sig != NULL) {
+		out->has_sig = true;
+		memcpy(out->sig, m.sig, m.sig_len);
+		out->sig_len = m.sig_len;
+	}
+	if (m.boot_key_hash != NULL) {
+		out->has_boot_key = true;
+		memcpy(out->boot_key_hash, m.boot_key_hash, KS_DIGEST_LEN);
+	}
+	return KS_OK;
+}
+
+ks_err_t ks_agent_commit(ks_agent_t *a, const uint8_t digest[KS_DIGEST_LEN],
+			 uint8_t *state)
+{
+	ks_commit_result_t res;
+	ks_err_t r;
+
+	r = ks_agent_commit_ex(a, digest, NULL, &res);
+	if (r != KS_OK)
+		return r;
+	if (memcmp(res.digest, digest, KS_DIGEST_LEN) != 0) {
 		agent_fail(a, "COMMIT: agent reports a different digest");
 		return KS_ERR_VERIFY;
 	}
 	if (state != NULL)
-		*state = m.state;
+		*state = res.state;
 	return KS_OK;
 }
 
@@ -830,6 +885,41 @@ ks_err_t ks_agent_challenge(ks_agent_t *a, const uint8_t *nonce,
 		return agent_bad_answer(a, KP_MSG_CHALLENGE, "TLV decode");
 	memcpy(sig, m.sig, m.sig_len);
 	*sig_len = m.sig_len;
+	return KS_OK;
+}
+
+ks_err_t ks_agent_lock_signed(ks_agent_t *a, uint8_t level,
+			      const uint8_t *nonce, size_t nonce_len,
+			      uint8_t *lock, uint8_t *state,
+			      uint8_t sig[KS_SIG_MAX], size_t *sig_len)
+{
+	kp_lock_req_t q = {.level = level, .nonce = nonce};
+	kp_lock_rsp_t m;
+	uint8_t req[96], rsp[KP_MAX_PAYLOAD];
+	size_t qn, n;
+	ks_err_t r;
+
+	if (a == NULL || nonce == NULL || nonce_len > 64 || sig == NULL ||
+	    sig_len == NULL)
+		return KS_ERR_ARG;
+	*sig_len = 0;
+	q.has = KP_BIT(0x02);
+	q.nonce_len = (uint16_t)nonce_len;
+	if (kp_lock_req_encode(&q, req, sizeof(req), &qn) != KP_OK)
+		return KS_ERR_ARG;
+	r = ks_agent_call(a, KP_MSG_LOCK, req, qn, rsp, sizeof(rsp), &n);
+	if (r != KS_OK)
+		return r;
+	if (kp_lock_rsp_decode(&m, rsp, n) != KP_OK)
+		return agent_bad_answer(a, KP_MSG_LOCK, "TLV decode");
+	if (lock != NULL)
+		*lock = m.lock;
+	if (state != NULL)
+		*state = m.state;
+	if (m.sig != NULL) {
+		memcpy(sig, m.sig, m.sig_len);
+		*sig_len = m.sig_len;
+	}
 	return KS_OK;
 }
 
@@ -970,22 +1060,15 @@ static bool ossl_out_of_memory(void)
 	return oom;
 }
 
-ks_err_t ks_verify_challenge(const uint8_t pubkey[KS_PUBKEY_LEN],
-			     const uint8_t *uid, size_t uid_len,
-			     const uint8_t *nonce, size_t nonce_len,
-			     const uint8_t *sig, size_t sig_len)
+/* ECDSA P-256 SHA-256 check of sig over msg by the point pubkey. */
+static ks_err_t verify_signed(const uint8_t pubkey[KS_PUBKEY_LEN],
+			      const uint8_t *msg, size_t msg_len,
+			      const uint8_t *sig, size_t sig_len)
 {
-	uint8_t msg[KP_CHALLENGE_DOMAIN_LEN + 1 + 255 + 255];
-	size_t msg_len = 0;
 	EVP_PKEY *pkey = NULL;
 	EVP_MD_CTX *md = NULL;
-	ks_err_t r = KS_ERR_ARG;
+	ks_err_t r = KS_ERR_VERIFY;
 
-	if (pubkey == NULL || sig == NULL || sig_len == 0 ||
-	    kp_challenge_message(uid, uid_len, nonce, nonce_len, msg,
-				 sizeof(msg), &msg_len) != KP_OK)
-		goto out;
-	r = KS_ERR_VERIFY;
 	pkey = pkey_from_point(pubkey);
 	if (pkey == NULL)
 		goto out;
@@ -1007,6 +1090,37 @@ out:
 	EVP_PKEY_free(pkey);
 	ERR_clear_error();
 	return r;
+}
+
+ks_err_t ks_verify_challenge(const uint8_t pubkey[KS_PUBKEY_LEN],
+			     const uint8_t *uid, size_t uid_len,
+			     const uint8_t *nonce, size_t nonce_len,
+			     const uint8_t *sig, size_t sig_len)
+{
+	uint8_t msg[KP_CHALLENGE_DOMAIN_LEN + 1 + 255 + 255];
+	size_t msg_len = 0;
+
+	if (pubkey == NULL || sig == NULL || sig_len == 0 ||
+	    kp_challenge_message(uid, uid_len, nonce, nonce_len, msg,
+				 sizeof(msg), &msg_len) != KP_OK)
+		return KS_ERR_ARG;
+	return verify_signed(pubkey, msg, msg_len, sig, sig_len);
+}
+
+ks_err_t ks_verify_lock_report(const uint8_t pubkey[KS_PUBKEY_LEN],
+			       const uint8_t *uid, size_t uid_len,
+			       uint8_t lock, uint8_t state,
+			       const uint8_t *nonce, size_t nonce_len,
+			       const uint8_t *sig, size_t sig_len)
+{
+	uint8_t msg[KP_LOCK_DOMAIN_LEN + 1 + 255 + 2 + 255];
+	size_t msg_len = 0;
+
+	if (pubkey == NULL || sig == NULL || sig_len == 0 ||
+	    kp_lock_message(uid, uid_len, lock, state, nonce, nonce_len, msg,
+			    sizeof(msg), &msg_len) != KP_OK)
+		return KS_ERR_ARG;
+	return verify_signed(pubkey, msg, msg_len, sig, sig_len);
 }
 
 ks_err_t ks_csr_verify(const uint8_t *csr, size_t csr_len,

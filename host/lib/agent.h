@@ -51,6 +51,8 @@ typedef struct {
 	uint8_t pubkey[KS_PUBKEY_LEN];
 	bool has_digest;
 	uint8_t id_digest[KS_DIGEST_LEN];
+	bool has_boot_key; /* the secure-boot key-hash slot is written */
+	uint8_t boot_key_hash[KS_DIGEST_LEN];
 } ks_agent_state_t;
 
 typedef struct {
@@ -160,7 +162,8 @@ const char *ks_agent_last_error(const ks_agent_t *a);
 /** Counters since ks_agent_new(). */
 void ks_agent_get_stats(const ks_agent_t *a, ks_agent_stats_t *st);
 
-/** HELLO: starts a session (the agent drops staged objects). */
+/** HELLO: starts a session (the agent drops staged objects). The agent
+ * must speak protocol KP_MSG_VERSION (KS_ERR_PROTO otherwise). */
 ks_err_t ks_agent_hello(ks_agent_t *a, ks_agent_hello_t *out)
 	__attribute__((warn_unused_result));
 
@@ -187,9 +190,44 @@ ks_err_t ks_agent_put_object(ks_agent_t *a, uint8_t obj, const uint8_t *data,
 			     bool *has_pubkey)
 	__attribute__((warn_unused_result));
 
-/** COMMIT the staged identity; *state (may be NULL) receives the state. */
+/** COMMIT the identity written by PUT_OBJECT IDENTITY; *state (may be
+ * NULL) receives the state. KS_ERR_VERIFY if the digest the agent read
+ * back differs from digest. */
 ks_err_t ks_agent_commit(ks_agent_t *a, const uint8_t digest[KS_DIGEST_LEN],
 			 uint8_t *state) __attribute__((warn_unused_result));
+
+/* What COMMIT may carry besides the digest. */
+typedef struct {
+	const uint8_t *nonce; /* challenge nonce, 16..64 bytes, or NULL */
+	size_t nonce_len;
+	const uint8_t *boot_key_hash; /* 32 bytes for the secure-boot
+					 key-hash slot, or NULL */
+} ks_commit_opts_t;
+
+/* COMMIT's answer, copied. */
+typedef struct {
+	uint8_t digest[KS_DIGEST_LEN]; /* of the blob as read back from flash */
+	uint8_t state;
+	bool has_sig; /* the challenge signature (when a nonce was sent) */
+	uint8_t sig[KS_SIG_MAX];
+	size_t sig_len;
+	bool has_boot_key; /* what the secure-boot slot holds */
+	uint8_t boot_key_hash[KS_DIGEST_LEN];
+} ks_commit_result_t;
+
+/**
+ * COMMIT with the options of protocol 2: the agent commits the identity
+ * (or confirms the one it already holds under this digest), writes the
+ * boot key hash to its secure-boot slot (the same hash already there is
+ * fine; another one: KS_ERR_AGENT with KP_ST_BOOT_KEY), and signs the
+ * nonce. Nothing is compared here: the caller checks out->digest, the
+ * signature and the slot. opts may be NULL.
+ */
+ks_err_t ks_agent_commit_ex(ks_agent_t *a,
+			    const uint8_t digest[KS_DIGEST_LEN],
+			    const ks_commit_opts_t *opts,
+			    ks_commit_result_t *out)
+	__attribute__((warn_unused_result));
 
 /** STATUS. */
 ks_err_t ks_agent_status(ks_agent_t *a, ks_agent_status_t *out)
@@ -207,6 +245,18 @@ ks_err_t ks_agent_challenge(ks_agent_t *a, const uint8_t *nonce,
 /** LOCK at level 1 or 2; lock bits and state read back (may be NULL). */
 ks_err_t ks_agent_lock(ks_agent_t *a, uint8_t level, uint8_t *lock,
 		       uint8_t *state) __attribute__((warn_unused_result));
+
+/**
+ * LOCK with a nonce (16..64 bytes): the agent signs its report of lock
+ * bits and state with its key (kp_lock_message); sig[0..*sig_len)
+ * receives the signature, *sig_len = 0 if the answer carried none. Check
+ * it with ks_verify_lock_report().
+ */
+ks_err_t ks_agent_lock_signed(ks_agent_t *a, uint8_t level,
+			      const uint8_t *nonce, size_t nonce_len,
+			      uint8_t *lock, uint8_t *state,
+			      uint8_t sig[KS_SIG_MAX], size_t *sig_len)
+	__attribute__((warn_unused_result));
 
 /* ---- host-side helpers ---- */
 
@@ -241,6 +291,18 @@ ks_err_t ks_verify_challenge(const uint8_t pubkey[KS_PUBKEY_LEN],
 			     const uint8_t *uid, size_t uid_len,
 			     const uint8_t *nonce, size_t nonce_len,
 			     const uint8_t *sig, size_t sig_len)
+	__attribute__((warn_unused_result));
+
+/**
+ * Verify a LOCK report signature: DER ECDSA P-256 over SHA-256 of
+ * kp_lock_message(uid, lock, state, nonce) by pubkey. Returns as
+ * ks_verify_challenge().
+ */
+ks_err_t ks_verify_lock_report(const uint8_t pubkey[KS_PUBKEY_LEN],
+			       const uint8_t *uid, size_t uid_len,
+			       uint8_t lock, uint8_t state,
+			       const uint8_t *nonce, size_t nonce_len,
+			       const uint8_t *sig, size_t sig_len)
 	__attribute__((warn_unused_result));
 
 /**

@@ -195,6 +195,10 @@ typedef struct {
 	uint8_t digest[KS_DIGEST_LEN];
 	uint8_t *blob;
 	size_t blob_len;
+	/* COMMIT's answer: the read-back digest and the challenge */
+	uint8_t nonce[KS_NONCE_LEN];
+	ks_commit_result_t commit;
+	int have_commit;
 } run_t;
 
 static void progress(run_t *r, ks_step_t s, const char *note)
@@ -426,6 +430,7 @@ static fail_t agent_fail(run_t *r, const char *what, ks_err_t err)
 		case KP_ST_EXHAUSTED:
 		case KP_ST_INTEGRITY:
 		case KP_ST_STORAGE:
+		case KP_ST_BOOT_KEY: /* its secure-boot slot holds another key */
 			f.outcome = KS_REG_SCRAPPED;
 			break;
 		default:
@@ -726,37 +731,48 @@ out:
 	return f;
 }
 
+/* COMMIT with a fresh challenge nonce (and the profile's secure-boot key
+ * hash): the answer carries the digest of the blob as the board read it
+ * back from flash and the nonce's signature, checked by step_verify. */
+static fail_t commit(run_t *r)
+{
+	ks_commit_opts_t o = {0};
+	int rc;
+
+	if (RAND_bytes(r->nonce, sizeof(r->nonce)) != 1)
+		return host_fail(r, "no randomness for the challenge",
+				 KS_ERR_CRYPTO);
+	o.nonce = r->nonce;
+	o.nonce_len = sizeof(r->nonce);
+	rc = ks_agent_commit_ex(r->agent, r->digest, &o, &r->commit);
+	if (rc != KS_OK)
+		return agent_fail(r, "COMMIT", (ks_err_t)rc);
+	r->have_commit = 1;
+	return ok_();
+}
+
 static fail_t step_write(run_t *r)
 {
-	uint8_t state = 0;
+	fail_t f;
 	int rc;
 
 	rc = build_identity(r);
 	if (rc != KS_OK)
 		return host_fail(r, "building the identity blob",
 				 (ks_err_t)rc);
-	rc = ks_agent_put_object(r->agent, KP_OBJ_CERT, r->cert, r->cert_len,
-				 NULL, NULL);
-	if (rc == KS_OK && r->chain_len > 0)
-		rc = ks_agent_put_object(r->agent, KP_OBJ_CHAIN, r->chain,
-					 r->chain_len, NULL, NULL);
-	if (rc == KS_OK)
-		rc = ks_agent_put_object(r->agent, KP_OBJ_SERIAL,
-					 (const uint8_t *)r->sess.serial,
-					 strlen(r->sess.serial), NULL, NULL);
-	if (rc == KS_OK)
-		rc = ks_agent_put_object(r->agent, KP_OBJ_META,
-					 (const uint8_t *)r->meta,
-					 strlen(r->meta), NULL, NULL);
+	/* one object: the blob without the prefix the board writes itself
+	 * (magic, version, its own public key) */
+	rc = ks_agent_put_object(r->agent, KP_OBJ_IDENTITY,
+				 r->blob + KP_BLOB_PREFIX_LEN,
+				 r->blob_len - KP_BLOB_PREFIX_LEN, NULL, NULL);
 	if (rc != KS_OK)
-		return agent_fail(r, "PUT_OBJECT", (ks_err_t)rc);
-	rc = ks_agent_commit(r->agent, r->digest, &state);
-	if (rc != KS_OK)
-		return agent_fail(r, "COMMIT", (ks_err_t)rc);
+		return agent_fail(r, "PUT_OBJECT identity", (ks_err_t)rc);
+	f = commit(r);
+	if (f.err != KS_OK)
+		return f;
 	rc = ks_reg_written(r->e->reg, r->sess.id, r->digest, r->p->actor);
 	if (rc != KS_OK) {
-		fail_t f = reg_fail(r, "recording WRITTEN", rc);
-
+		f = reg_fail(r, "recording WRITTEN", rc);
 		f.park = 1; /* the board holds it; resume will record it */
 		return f;
 	}
@@ -767,9 +783,7 @@ static fail_t step_write(run_t *r)
 
 static fail_t step_verify(run_t *r)
 {
-	uint8_t nonce[KS_NONCE_LEN], sig[KS_SIG_MAX], certpt[KS_PUBKEY_LEN];
-	uint8_t *back = NULL, dg[32];
-	size_t back_len = 0, sig_len = 0;
+	uint8_t certpt[KS_PUBKEY_LEN];
 	const uint8_t *cp;
 	X509 *x = NULL;
 	fail_t f = ok_();
@@ -778,21 +792,16 @@ static fail_t step_verify(run_t *r)
 	if (r->blob == NULL && (rc = build_identity(r)) != KS_OK)
 		return host_fail(r, "building the identity blob",
 				 (ks_err_t)rc);
-	rc = ks_agent_readback(r->agent, &back, &back_len);
-	if (rc != KS_OK) {
-		f = agent_fail(r, "READBACK", (ks_err_t)rc);
-		goto out;
+	if (!r->have_commit) {
+		/* resumed: the board holds the identity; COMMIT again
+		 * confirms it without a write and answers the challenge */
+		f = commit(r);
+		if (f.err != KS_OK)
+			return f;
 	}
-	if (back_len == r->blob_len &&
-	    EVP_Digest(back, back_len, dg, NULL, EVP_sha256(), NULL) != 1) {
-		f = host_fail(r, "hashing the readback", KS_ERR_CRYPTO);
-		goto out;
-	}
-	if (back_len != r->blob_len || memcmp(back, r->blob, back_len) != 0 ||
-	    memcmp(dg, r->digest, sizeof(dg)) != 0) {
-		reason(r, "readback differs from the identity written "
-			  "(%zu bytes read, %zu expected)",
-		       back_len, r->blob_len);
+	if (memcmp(r->commit.digest, r->digest, KS_DIGEST_LEN) != 0) {
+		reason(r, "the digest of the identity the board read back "
+			  "from flash differs from the identity written");
 		f = fail_(KS_ERR_VERIFY, KS_REG_SCRAPPED);
 		goto out;
 	}
@@ -811,22 +820,14 @@ static fail_t step_verify(run_t *r)
 		f = fail_(KS_ERR_VERIFY, KS_REG_SCRAPPED);
 		goto out;
 	}
-	if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
-		f = host_fail(r, "no randomness for the challenge",
-			      KS_ERR_CRYPTO);
-		goto out;
-	}
-	rc = ks_agent_challenge(r->agent, nonce, sizeof(nonce), sig, &sig_len);
-	if (rc != KS_OK) {
-		f = agent_fail(r, "CHALLENGE", (ks_err_t)rc);
-		goto out;
-	}
-	rc = ks_verify_challenge(certpt, r->hello.uid, r->hello.uid_len, nonce,
-				 sizeof(nonce), sig, sig_len);
+	rc = ks_verify_challenge(certpt, r->hello.uid, r->hello.uid_len,
+				 r->nonce, sizeof(r->nonce), r->commit.sig,
+				 r->commit.sig_len);
 	if (rc == KS_ERR_VERIFY) /* a second opinion, as for the CSR */
 		rc = ks_verify_challenge(certpt, r->hello.uid,
-					 r->hello.uid_len, nonce,
-					 sizeof(nonce), sig, sig_len);
+					 r->hello.uid_len, r->nonce,
+					 sizeof(r->nonce), r->commit.sig,
+					 r->commit.sig_len);
 	if (rc != KS_OK && rc != KS_ERR_VERIFY) {
 		f = host_fail(r, "verifying the challenge", (ks_err_t)rc);
 		goto out;
@@ -847,7 +848,6 @@ static fail_t step_verify(run_t *r)
 	progress(r, KS_STEP_VERIFIED, NULL);
 out:
 	X509_free(x);
-	free(back);
 	return f;
 }
 
@@ -855,29 +855,62 @@ static fail_t step_lock(run_t *r)
 {
 	uint8_t level = ks_profile_lock_level(r->profile);
 	uint8_t want = 0, lock = 0, state = 0;
+	uint8_t nonce[KS_NONCE_LEN], sig[KS_SIG_MAX];
+	size_t sig_len = 0;
 	ks_agent_status_t st;
 	int rc;
 
+	/* what goes to the registry is what the board reports: LOCK answers
+	 * with the lock bits read back from the hardware, signed with the
+	 * board's key over a fresh nonce, so nothing on the link can claim
+	 * a lock the board does not have */
 	if (level != 0) {
 		want = KP_LOCK_OTP | KP_LOCK_FLASH;
 		if (level >= KP_LOCK_LEVEL_FULL)
 			want |= KP_LOCK_DEBUG;
-		rc = ks_agent_lock(r->agent, level, &lock, &state);
+		if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+			return host_fail(r, "no randomness for the lock report",
+					 KS_ERR_CRYPTO);
+		rc = ks_agent_lock_signed(r->agent, level, nonce,
+					  sizeof(nonce), &lock, &state, sig,
+					  &sig_len);
 		if (rc != KS_OK)
 			return agent_fail(r, "LOCK", (ks_err_t)rc);
+		rc = sig_len == 0 ? (int)KS_ERR_VERIFY
+				  : (int)ks_verify_lock_report(
+					    r->pubkey, r->hello.uid,
+					    r->hello.uid_len, lock, state,
+					    nonce, sizeof(nonce), sig, sig_len);
+		if (rc == KS_ERR_VERIFY && sig_len > 0) /* second opinion */
+			rc = ks_verify_lock_report(r->pubkey, r->hello.uid,
+						   r->hello.uid_len, lock,
+						   state, nonce, sizeof(nonce),
+						   sig, sig_len);
+		if (rc != KS_OK && rc != KS_ERR_VERIFY)
+			return host_fail(r, "verifying the lock report",
+					 (ks_err_t)rc);
+		if (rc != KS_OK) {
+			reason(r, "the LOCK answer (lock bits 0x%02x) is not "
+				  "signed by the board's key: its lock is "
+				  "unproven",
+			       lock);
+			return fail_(KS_ERR_VERIFY, KS_REG_SCRAPPED);
+		}
+	} else {
+		rc = ks_agent_status(r->agent, &st);
+		if (rc != KS_OK)
+			return agent_fail(r, "STATUS", (ks_err_t)rc);
+		lock = st.st.lock;
+		state = st.st.state;
 	}
-	/* what goes to the registry is what the board reports now */
-	rc = ks_agent_status(r->agent, &st);
-	if (rc != KS_OK)
-		return agent_fail(r, "STATUS after LOCK", (ks_err_t)rc);
-	if ((st.st.lock & want) != want ||
-	    (level != 0 && st.st.state != KP_STATE_LOCKED)) {
+	if ((lock & want) != want ||
+	    (level != 0 && state != KP_STATE_LOCKED)) {
 		reason(r, "lock did not hold: board reports lock bits 0x%02x, "
 			  "wanted 0x%02x",
-		       st.st.lock, want);
+		       lock, want);
 		return fail_(KS_ERR_VERIFY, KS_REG_SCRAPPED);
 	}
-	rc = ks_reg_locked(r->e->reg, r->sess.id, st.st.lock, r->p->actor);
+	rc = ks_reg_locked(r->e->reg, r->sess.id, lock, r->p->actor);
 	if (rc != KS_OK) {
 		fail_t f = reg_fail(r, "recording LOCKED", rc);
 

@@ -188,35 +188,17 @@ static void raw(const uint8_t *p, size_t n)
 	last_clean = false;
 }
 
-/* COMMIT with the digest of the blob the staged objects make. */
+/* COMMIT with the digest of the identity written to flash (if any). */
 static void commit_auto(void)
 {
-	kp_blob_t b;
-	const uint8_t *v = NULL;
-	uint16_t vl = 0;
-	static uint8_t blob[KA_BLOB_CAP];
-	uint8_t digest[32], pl[64];
+	uint8_t digest[32], sector = 0, pl[64];
 	size_t len = 0, pn = 0;
 	kp_commit_req_t req;
 
-	memset(&b, 0, sizeof(b));
 	memset(digest, 0, sizeof(digest));
-	b.pubkey = agent.pubkey;
-	b.pubkey_len = KA_PUBKEY_LEN;
-	if (ka_stage_get(&agent.stage, KP_OBJ_SERIAL, &v, &vl) ==
-	    KA_STAGE_COMPLETE) {
-		b.serial = (const char *)v;
-		b.serial_len = vl;
-	}
-	(void)ka_stage_get(&agent.stage, KP_OBJ_CERT, &b.cert, &b.cert_len);
-	if (ka_stage_get(&agent.stage, KP_OBJ_CHAIN, &b.chain, &b.chain_len) ==
+	if (ka_stage_identity(&agent.stage, &sector, &len) ==
 	    KA_STAGE_COMPLETE)
-		b.has |= KP_BIT(0x04);
-	if (ka_stage_get(&agent.stage, KP_OBJ_META, &b.meta, &b.meta_len) ==
-	    KA_STAGE_COMPLETE)
-		b.has |= KP_BIT(0x05);
-	if (kp_blob_encode(&b, blob, sizeof(blob), &len) == KP_OK)
-		CHECK(ka_crypto_sha256(blob, len, digest) == KP_ST_OK);
+		CHECK(ka_record_sector_digest(sector, len, digest) == KP_ST_OK);
 	memset(&req, 0, sizeof(req));
 	req.digest = digest;
 	req.digest_len = 32;

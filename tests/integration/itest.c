@@ -138,7 +138,7 @@ ks_err_t it_hello_checked(it_env_t *e, ks_agent_t *a, ks_agent_hello_t *h)
 	r = ks_agent_hello(a, h);
 	if (r != KS_OK)
 		return r;
-	it_check(e, h->proto == 1, "HELLO proto is 1");
+	it_check(e, h->proto == KP_MSG_VERSION, "HELLO proto is 2");
 	it_check(e, h->max_payload == KP_MAX_PAYLOAD, "HELLO max_payload");
 	if (h->st.state == KP_STATE_KEYED)
 		it_check(e, h->st.has_pubkey, "KEYED reports a pubkey");
@@ -309,17 +309,9 @@ ks_err_t it_provision(it_env_t *e, ks_agent_t *a, it_origin_t origin,
 	}
 	if (e->ntried < IT_MAX_TRIED)
 		memcpy(e->tried[e->ntried++], digest, 32);
-	r = ks_agent_put_object(a, KP_OBJ_CERT, cert, cert_len, NULL, NULL);
-	if (r == KS_OK)
-		r = ks_agent_put_object(a, KP_OBJ_CHAIN, e->ca_der,
-					e->ca_der_len, NULL, NULL);
-	if (r == KS_OK)
-		r = ks_agent_put_object(a, KP_OBJ_SERIAL,
-					(const uint8_t *)serial, strlen(serial),
-					NULL, NULL);
-	if (r == KS_OK)
-		r = ks_agent_put_object(a, KP_OBJ_META, (const uint8_t *)meta,
-					sizeof(meta) - 1, NULL, NULL);
+	/* the blob without the prefix the agent writes itself */
+	r = ks_agent_put_object(a, KP_OBJ_IDENTITY, blob + KP_BLOB_PREFIX_LEN,
+				blob_len - KP_BLOB_PREFIX_LEN, NULL, NULL);
 	if (r != KS_OK)
 		goto fail;
 	/* a digest that does not match: refused, nothing written */
@@ -392,7 +384,7 @@ ks_err_t it_verify_locked(it_env_t *e, ks_agent_t *a)
 	expect_locked(e, a, ks_agent_genkey(a, NULL, 0, KP_GENKEY_NEW, NULL, &g),
 		      "GENKEY NEW");
 	ks_agent_genkey_free(&g);
-	expect_locked(e, a, ks_agent_put_object(a, KP_OBJ_CERT, data,
+	expect_locked(e, a, ks_agent_put_object(a, KP_OBJ_IDENTITY, data,
 						sizeof(data), NULL, NULL),
 		      "PUT_OBJECT");
 	expect_locked(e, a, ks_agent_commit(a, h.st.id_digest, NULL),

@@ -96,7 +96,7 @@ static size_t hello_payload(uint8_t *out)
 {
 	static const uint8_t uid[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
 	kp_hello_rsp_t m = {
-		.proto = 1, .agent_version = "fake-1.0", .agent_version_len = 8,
+		.proto = KP_MSG_VERSION, .agent_version = "fake-1.0", .agent_version_len = 8,
 		.caps = KP_CAP_TRNG | KP_CAP_DEVKEY, .uid = uid,
 		.uid_len = sizeof(uid), .board = "fakeboard", .board_len = 9,
 		.max_payload = KP_MAX_PAYLOAD, .state = KP_STATE_BLANK,
@@ -217,7 +217,8 @@ static void answer(board_t *b, const kp_hdr_t *h, const uint8_t *raw,
 		}
 		break;
 	case B_PUT_WRONG_COUNT: {
-		kp_put_object_rsp_t m = {.obj = KP_OBJ_CERT, .received = 5};
+		kp_put_object_rsp_t m = {.obj = KP_OBJ_IDENTITY,
+					 .received = 5};
 
 		if (kp_put_object_rsp_encode(&m, pl, sizeof(pl), &pn) != KP_OK)
 			abort();
@@ -437,7 +438,7 @@ int main(void)
 		size_t len = 0;
 		ks_agent_t *a = board_start(&b, B_PUT_WRONG_COUNT, 300, 0);
 
-		CHECK(ks_agent_put_object(a, KP_OBJ_CERT, data, sizeof(data),
+		CHECK(ks_agent_put_object(a, KP_OBJ_IDENTITY, data, sizeof(data),
 					  NULL, NULL) == KS_ERR_PROTO);
 		board_stop(&b, &a);
 		a = board_start(&b, B_READBACK_BAD_TOTAL, 300, 0);

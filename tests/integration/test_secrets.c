@@ -887,7 +887,8 @@ static void test_lock_lie(void)
 	snprintf(spec, sizeof(spec), "unix:%s", rl.listen_path);
 	(void)run(spec, "LD", "dev", &res);
 	check(res.final == KS_STEP_SCRAPPED,
-	      "LOCK answer claims lock 7, STATUS says otherwise: %s (%s)",
+	      "a LOCK answer claiming lock 7 that the board did not sign: "
+	      "%s (%s)",
 	      ks_step_name(res.final), res.reason);
 	check(ks_reg_session_get(reg, res.session_id, &s) == KS_OK &&
 		      s.state == KS_REG_SCRAPPED && !s.has_lock_bits,

@@ -109,7 +109,7 @@ static void uart_timing(ks_agent_t *a)
 			else if (k == 1)
 				r[k] = ks_agent_hello(a, &h);
 			else
-				r[k] = ks_agent_put_object(a, KP_OBJ_CHAIN, meta,
+				r[k] = ks_agent_put_object(a, KP_OBJ_IDENTITY, meta,
 							   sizeof(meta), NULL,
 							   NULL);
 			t[k][i] = kq_now_ms() - t0;

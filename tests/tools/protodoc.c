@@ -155,10 +155,11 @@ static void gen_constants(FILE *out)
 	ROW(KP_PUT_MAX_DATA, "largest PUT_OBJECT / READBACK data chunk");
 	ROW(KP_FLAG_RESPONSE, "header flag: sent by the agent");
 	ROW(KP_FLAG_SEALED, "header flag: payload sealed (section 12)");
-	ROW(KP_OBJ_CERT, "object: device certificate, DER, 64..2048 bytes");
-	ROW(KP_OBJ_CHAIN, "object: issuing chain, concatenated DER, <= 4096");
-	ROW(KP_OBJ_SERIAL, "object: serial number, 1..64 printable ASCII");
-	ROW(KP_OBJ_META, "object: metadata, key=value lines, <= 512");
+	ROW(KP_MSG_VERSION, "protocol version (HELLO proto_max / proto)");
+	ROW(KP_OBJ_IDENTITY, "object: the identity blob's TLVs after pubkey "
+			     "(serial, cert, chain, meta)");
+	ROW(KP_BLOB_PREFIX_LEN, "bytes the agent writes before IDENTITY: "
+				"magic, version, pubkey TLV");
 	ROW(KP_OBJ_HOSTKEY, "object: host-generated P-256 scalar, 32 bytes");
 	ROW(KP_STATE_BLANK, "state: no key");
 	ROW(KP_STATE_KEYED, "state: key in OTP, no committed identity");

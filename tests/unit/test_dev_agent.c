@@ -464,20 +464,13 @@ static void expect_blob(host_t *h, bool chain, bool meta)
 	SHA256(h->blob, h->blob_len, h->digest);
 }
 
+/* The identity (cert, chain, serial, meta) as one object: the expected
+ * blob without the prefix the agent writes (magic, version, its key). */
 static unsigned put_all(host_t *h)
 {
-	unsigned st;
-
-	st = put_object(h, KP_OBJ_CERT, h->cert, h->cert_len, 200);
-	if (st == 0)
-		st = put_object(h, KP_OBJ_CHAIN, ca_der, ca_der_len, 960);
-	if (st == 0)
-		st = put_object(h, KP_OBJ_SERIAL, (const uint8_t *)SERIAL,
-				strlen(SERIAL), 64);
-	if (st == 0)
-		st = put_object(h, KP_OBJ_META, (const uint8_t *)META,
-				strlen(META), 64);
-	return st;
+	expect_blob(h, true, true);
+	return put_object(h, KP_OBJ_IDENTITY, h->blob + KP_BLOB_PREFIX_LEN,
+			  h->blob_len - KP_BLOB_PREFIX_LEN, 500);
 }
 
 static unsigned commit(host_t *h, const uint8_t digest[32], uint8_t *state)
@@ -591,7 +584,7 @@ static void test_full_session(void **state)
 	(void)state;
 	memset(&h, 0, sizeof(h));
 	hello(&h, &m);
-	assert_int_equal(m.proto, 1);
+	assert_int_equal(m.proto, KP_MSG_VERSION);
 	assert_int_equal(m.state, KP_STATE_BLANK);
 	assert_int_equal(m.slots_free, 4);
 	assert_int_equal(m.integrity, 0);
@@ -606,7 +599,7 @@ static void test_full_session(void **state)
 	assert_false(KP_HAS(&m, 0x0B)); /* no pubkey yet */
 
 	/* PUT before a key exists */
-	assert_int_equal(put_object(&h, KP_OBJ_SERIAL, (const uint8_t *)"X", 1,
+	assert_int_equal(put_object(&h, KP_OBJ_IDENTITY, (const uint8_t *)"X", 1,
 				    1),
 			 KP_ST_BAD_STATE);
 	assert_int_equal(genkey(&h, 0, NULL, 0, NULL), 0);
@@ -659,7 +652,7 @@ static void test_full_session(void **state)
 	assert_int_equal(genkey(&h, 0, NULL, 0, NULL), KP_ST_LOCKED);
 	assert_int_equal(genkey(&h, KP_GENKEY_NEW, NULL, 0, NULL),
 			 KP_ST_LOCKED);
-	assert_int_equal(put_object(&h, KP_OBJ_SERIAL, (const uint8_t *)"X", 1,
+	assert_int_equal(put_object(&h, KP_OBJ_IDENTITY, (const uint8_t *)"X", 1,
 				    1),
 			 KP_ST_LOCKED);
 	assert_int_equal(commit(&h, h.digest, NULL), KP_ST_LOCKED);
@@ -699,50 +692,60 @@ static void test_state_rules(void **state)
 		assert_int_equal(ka_sim_writes(), w0);
 		assert_memory_equal(old, h.pubkey, 65);
 	}
-	/* COMMIT needs CERT and SERIAL, complete */
+	/* COMMIT needs the IDENTITY object, complete and well-formed */
 	assert_int_equal(commit(&h, h.digest, NULL), KP_ST_BAD_OBJECT);
-	assert_int_equal(put_object(&h, KP_OBJ_CERT, h.cert, h.cert_len, 500),
-			 0);
-	assert_int_equal(commit(&h, h.digest, NULL), KP_ST_BAD_OBJECT);
+	expect_blob(&h, true, true);
 	{
+		const uint8_t *o = h.blob + KP_BLOB_PREFIX_LEN;
+		uint32_t tot = (uint32_t)(h.blob_len - KP_BLOB_PREFIX_LEN);
 		uint32_t got;
 
-		assert_int_equal(put_chunk(&h, KP_OBJ_SERIAL, 0, 10,
-					   (const uint8_t *)"KLN-", 4, &got),
+		assert_int_equal(put_chunk(&h, KP_OBJ_IDENTITY, 0, tot, o, 100,
+					   &got),
 				 0);
 		assert_int_equal(commit(&h, h.digest, NULL), KP_ST_BAD_OBJECT);
-		/* out of order, changed total, past the end, bad bytes */
-		assert_int_equal(put_chunk(&h, KP_OBJ_SERIAL, 5, 10,
-					   (const uint8_t *)"0", 1, &got),
+		/* out of order, changed total, past the end */
+		assert_int_equal(put_chunk(&h, KP_OBJ_IDENTITY, 101, tot,
+					   o + 101, 1, &got),
 				 KP_ST_BAD_OBJECT);
-		assert_int_equal(put_chunk(&h, KP_OBJ_SERIAL, 4, 11,
-					   (const uint8_t *)"0", 1, &got),
+		assert_int_equal(put_chunk(&h, KP_OBJ_IDENTITY, 100, tot + 1,
+					   o + 100, 1, &got),
 				 KP_ST_BAD_OBJECT);
-		assert_int_equal(put_chunk(&h, KP_OBJ_SERIAL, 4, 10,
-					   (const uint8_t *)"0000000", 7, &got),
+		assert_int_equal(put_chunk(&h, KP_OBJ_IDENTITY, 100, 101,
+					   o + 100, 2, &got),
 				 KP_ST_BAD_OBJECT);
-		assert_int_equal(put_chunk(&h, KP_OBJ_SERIAL, 4, 10,
-					   (const uint8_t *)"\n", 1, &got),
-				 KP_ST_BAD_OBJECT);
-		assert_int_equal(put_chunk(&h, KP_OBJ_SERIAL, 0, 65,
+		/* objects of protocol 1, unknown objects */
+		assert_int_equal(put_chunk(&h, 0x01, 0, 1,
 					   (const uint8_t *)"0", 1, &got),
 				 KP_ST_BAD_OBJECT);
 		assert_int_equal(put_chunk(&h, 0x33, 0, 1,
 					   (const uint8_t *)"0", 1, &got),
 				 KP_ST_BAD_OBJECT);
-		/* beyond the staging room */
+		/* larger than the agent can check at COMMIT */
+		assert_int_equal(put_chunk(&h, KP_OBJ_IDENTITY, 0,
+					   KA_BLOB_MAX, o, 10, &got),
+				 KP_ST_BAD_OBJECT);
+		/* a restart at offset 0 discards what was written */
+		assert_int_equal(put_chunk(&h, KP_OBJ_IDENTITY, 0, tot, o, 90,
+					   &got),
+				 0);
+		assert_int_equal(got, 90);
+		/* complete, but not a blob: refused at COMMIT */
 		{
-			static uint8_t big[960];
+			static const uint8_t junk[10] = {0x02, 0x01, 0x00,
+							  'X'};
+			uint8_t dg[32];
 
-			memset(big, 0x30, sizeof(big));
-			assert_int_equal(put_chunk(&h, KP_OBJ_CHAIN, 0, 4000,
-						   big, sizeof(big), &got),
+			assert_int_equal(put_chunk(&h, KP_OBJ_IDENTITY, 0, 10,
+						   junk, 10, &got),
+					 0);
+			memset(dg, 0, sizeof(dg));
+			assert_int_equal(commit(&h, dg, NULL),
 					 KP_ST_BAD_OBJECT);
 		}
-		assert_int_equal(put_chunk(&h, KP_OBJ_SERIAL, 4, 10,
-					   (const uint8_t *)"000042", 6, &got),
+		assert_int_equal(put_chunk(&h, KP_OBJ_IDENTITY, 0, tot, o, 90,
+					   &got),
 				 0);
-		assert_int_equal(got, 10);
 	}
 	/* STATUS reports what is staged */
 	memset(&sq, 0, sizeof(sq));
@@ -750,7 +753,7 @@ static void test_state_rules(void **state)
 	request(KP_MSG_STATUS, ++h.seq, p, n, &h.r);
 	assert_int_equal(kp_status_rsp_decode(&sm, h.r.payload, h.r.len),
 			 KP_OK);
-	assert_int_equal(sm.staged, h.cert_len + 10);
+	assert_int_equal(sm.staged, 90);
 	assert_int_equal(sm.state, KP_STATE_KEYED);
 	/* HELLO starts a new session: staging discarded */
 	hello(&h, &m);
@@ -850,7 +853,7 @@ static void test_retransmit(void **state)
 	assert_int_equal(ka_sim_writes(), w0);
 	/* a PUT retransmitted is not appended twice */
 	memset(&pq, 0, sizeof(pq));
-	pq.obj = KP_OBJ_SERIAL;
+	pq.obj = KP_OBJ_IDENTITY;
 	pq.offset = 0;
 	pq.total = 8;
 	pq.data = (const uint8_t *)"KLN-";
@@ -1113,7 +1116,14 @@ static void test_power_cut_every_write(void **state)
 		unlink(img_path);
 		power_on(cut);
 		memset(&h, 0, sizeof(h));
-		(void)provision(&h);
+		/* the identity is programmed as it arrives, so the number
+		 * of flash writes follows the blob's length (the certificate
+		 * signature's varies): a cut near the end may come after
+		 * this run's last write, and then the run completed */
+		if (provision(&h) == 0 && !ka_sim_cut_done()) {
+			assert_true(cut + 4 > total);
+			continue;
+		}
 		assert_true(ka_sim_cut_done());
 		memcpy(digest, h.digest, 32);
 		/* power comes back */

@@ -322,8 +322,11 @@ static void test_lock(void **state)
 	assert_int_equal(ka_hal_flash_program(0, z, 4), KA_HAL_ERR_LOCKED);
 	assert_int_equal(ka_hal_flash_erase(1), KA_HAL_ERR_LOCKED);
 	assert_int_equal(ka_record_key_store(&st, d, &slot), KP_ST_STORAGE);
-	/* the secure-boot slot (block 10) is not an identity block */
+	/* the secure-boot key-hash slot (blocks 10, 11) is locked too; the
+	 * anti-rollback counters (blocks 12..15) stay writable */
 	assert_int_equal(ka_hal_otp_program(KA_REC_SECBOOT_BASE, 0x1234u),
+			 KA_HAL_ERR_LOCKED);
+	assert_int_equal(ka_hal_otp_program(KA_REC_ROLLBACK_BASE, 0x1234u),
 			 KA_HAL_OK);
 	/* level 2 adds debug; repeating costs no write */
 	assert_int_equal(ka_record_lock(&st, 2), KP_ST_OK);

@@ -170,14 +170,14 @@ out.append("""# kiln wire protocol test vectors (format 1)
 # continue the previous value.
 """)
 
-msg("hello-request", "host opens a session and offers protocol 1",
+msg("hello-request", "host opens a session and offers protocol 2",
     HELLO, "req", 1,
-    [(0x01, "U8", "proto_max", 1), (0x02, "U32", "host_caps", 0)])
+    [(0x01, "U8", "proto_max", 2), (0x02, "U32", "host_caps", 0)])
 msg("hello-response", "a keyed, unlocked agent answers HELLO",
     HELLO, "rsp", 1,
-    [(0x01, "U8", "proto", 1),
-     (0x02, "STR", "agent_version", "kiln-agent 0.1.0"),
-     (0x03, "U32", "caps", 0x07),
+    [(0x01, "U8", "proto", 2),
+     (0x02, "STR", "agent_version", "kiln-agent 0.2.0"),
+     (0x03, "U32", "caps", 0x0F),
      (0x04, "BYTES", "uid", UID),
      (0x05, "STR", "board", "posix-sim"),
      (0x06, "U16", "max_payload", 1024),
@@ -189,21 +189,48 @@ msg("genkey-request", "re-provision with a station seed and a subject CN",
     GENKEY, "req", 3,
     [(0x01, "BYTES", "seed", bytes(range(16))), (0x02, "U8", "flags", 1),
      (0x03, "STR", "cn", SERIAL)])
-msg("put-object-request", "the serial number in a single chunk",
-    PUT_OBJECT, "req", 4,
-    [(0x01, "U8", "obj", 3), (0x02, "U32", "offset", 0),
-     (0x03, "U32", "total", len(SERIAL)),
-     (0x04, "BYTES", "data", SERIAL.encode())])
-
 blob_fields = [(0x01, "BYTES", "pubkey", PUB), (0x02, "STR", "serial", SERIAL),
                (0x03, "BYTES", "cert", CERT)]
 blob = b"KLNB\x01" + tlv([(t, k, v) for t, k, _, v in blob_fields])
 digest = hashlib.sha256(blob).digest()
+# the IDENTITY object: the blob after magic, version and the pubkey TLV,
+# which the agent writes itself (KP_BLOB_PREFIX_LEN = 73 bytes)
+IDENT = blob[5 + 3 + 65:]
+assert IDENT == tlv([(t, k, v) for t, k, _, v in blob_fields[1:]])
+# secure-boot key hash: SHA-256 of the firmware-signing key's uncompressed
+# point (here the generator G again, never a real key)
+BOOTKEY = hashlib.sha256(PUB).digest()
+# an ECDSA signature's DER shape (r = 0x11.., s = 0x22..; not a valid
+# signature: the codec only sees bytes)
+SIG = bytes([0x30, 0x44, 0x02, 0x20]) + bytes([0x11] * 32) + \
+    bytes([0x02, 0x20]) + bytes([0x22] * 32)
 
-msg("commit-request", "commit the identity-blob vector: digest = its sha256",
-    COMMIT, "req", 5, [(0x01, "BYTES", "digest", digest)])
+msg("put-object-request", "the identity-blob vector's IDENTITY object "
+    "(serial and cert TLVs) in a single chunk",
+    PUT_OBJECT, "req", 4,
+    [(0x01, "U8", "obj", 5), (0x02, "U32", "offset", 0),
+     (0x03, "U32", "total", len(IDENT)),
+     (0x04, "BYTES", "data", IDENT)])
+msg("commit-request", "commit the identity-blob vector (digest = its "
+    "sha256), with a challenge nonce and a secure-boot key hash",
+    COMMIT, "req", 5,
+    [(0x01, "BYTES", "digest", digest),
+     (0x02, "BYTES", "nonce", bytes(range(0xA0, 0xB0))),
+     (0x03, "BYTES", "boot_key_hash", BOOTKEY)])
+msg("commit-response", "the digest the agent read back, COMMITTED, the "
+    "nonce's signature (shape only) and what the secure-boot slot holds",
+    COMMIT, "rsp", 5,
+    [(0x01, "BYTES", "digest", digest), (0x02, "U8", "state", 2),
+     (0x03, "BYTES", "sig", SIG), (0x04, "BYTES", "boot_key_hash", BOOTKEY)])
 msg("challenge-request", "a 16-byte nonce", CHALLENGE, "req", 6,
     [(0x01, "BYTES", "nonce", bytes(range(0xA0, 0xB0)))])
+msg("status-response", "a locked board: state, lock bits, key, identity "
+    "digest, staged bytes and the secure-boot key hash (ignorable tag 0x80)",
+    STATUS, "rsp", 2,
+    [(0x01, "U8", "state", 3), (0x02, "U8", "lock", 7),
+     (0x03, "U8", "integrity", 0), (0x04, "U8", "slots_free", 3),
+     (0x05, "BYTES", "pubkey", PUB), (0x06, "BYTES", "id_digest", digest),
+     (0x07, "U32", "staged", 0), (0x80, "BYTES", "boot_key_hash", BOOTKEY)])
 msg("lock-response", "full lock, all three lock bits read back",
     LOCK, "rsp", 7, [(0x01, "U8", "lock", 7), (0x02, "U8", "state", 3)])
 msg("error-response", "GENKEY refused on a locked device",
@@ -211,11 +238,11 @@ msg("error-response", "GENKEY refused on a locked device",
     [(0x01, "U16", "status", 5), (0x02, "STR", "detail", "device is locked"),
      (0x03, "U8", "request_type", 2)])
 
-pl = tlv([(0x01, "U8", 1)]) + bytes.fromhex("80 03 00 78 79 7a".replace(" ", ""))
+pl = tlv([(0x01, "U8", 2)]) + bytes.fromhex("80 03 00 78 79 7a".replace(" ", ""))
 emit("hello-request-ignorable-tag",
      "an unknown tag >= 0x80 is skipped by the decoder",
      kind="frame", message="HELLO req", seq=9,
-     fields=[(0x01, "U8", "proto_max", 1)], payload=pl,
+     fields=[(0x01, "U8", "proto_max", 2)], payload=pl,
      wire=frame(1, 9, pl), encode=False)
 
 emit("identity-blob", "magic KLNB, version 1, pubkey, serial, cert",
