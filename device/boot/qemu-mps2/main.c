@@ -11,15 +11,10 @@
 
 #include "device/boot/boot.h"
 #include "device/boot/console.h"
+#include "device/boot/cortexm.h"
 #include "device/hal/hal.h"
 #include "device/ports/qemu-mps2/board.h"
 
-#define SCB_VTOR (*(volatile uint32_t *)0xE000ED08u)
-#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
-#define ICSR_PENDSTCLR 0x02000000u
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define NVIC_ICER0 (*(volatile uint32_t *)0xE000E180u)
-#define NVIC_ICPR0 (*(volatile uint32_t *)0xE000E280u)
 #define UART0_CTRL (*(volatile uint32_t *)0x40004008u)
 
 #define RAM_START 0x20000000u
@@ -35,28 +30,6 @@ static uint8_t heap[KB_HEAP_SIZE] __attribute__((aligned(8)));
 void kq_diag_fault(uint32_t pc)
 {
 	(void)pc;
-}
-
-/* Hand the CPU to the image: interrupts of the boot off and cleared,
- * vector table, stack pointer, reset handler. */
-__attribute__((noreturn)) static void jump(const kb_image_t *img)
-{
-	__asm volatile("cpsid i" ::: "memory");
-	SYST_CSR = 0;
-	SCB_ICSR = ICSR_PENDSTCLR;
-	UART0_CTRL = 0;
-	NVIC_ICER0 = 0xFFFFFFFFu;
-	NVIC_ICPR0 = 0xFFFFFFFFu;
-	SCB_VTOR = img->load_addr;
-	__asm volatile("dsb\n\tisb" ::: "memory");
-	__asm volatile("msr msp, %0\n\t"
-		       "cpsie i\n\t"
-		       "bx %1\n\t"
-		       :
-		       : "r"(img->initial_sp), "r"(img->reset)
-		       : "memory");
-	for (;;)
-		;
 }
 
 int main(void)
@@ -81,7 +54,8 @@ int main(void)
 		r = kb_boot_check(&t, &img);
 	if (r == KB_OK) {
 		kb_console_booting(&img);
-		jump(&img);
+		UART0_CTRL = 0; /* the application sets its UART up again */
+		kb_jump(&img);
 	}
 	for (;;) {
 		uint32_t t0 = ka_hal_tick_ms();
