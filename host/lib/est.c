@@ -1136,9 +1136,9 @@ out:
 	return r;
 }
 
-static ks_err_t tls_setup(ks_est_server_t *srv, char *err, size_t errlen)
+static ks_err_t tls_setup(ks_est_server_t *srv, const ks_est_config_t *cfg,
+			  char *err, size_t errlen)
 {
-	const ks_est_config_t *cfg = &srv->cfg;
 	X509_VERIFY_PARAM *vp;
 
 	srv->ctx = SSL_CTX_new(TLS_server_method());
@@ -1243,7 +1243,7 @@ ks_err_t ks_est_server_start(const ks_est_config_t *cfg,
 	srv->cfg.profile = srv->profile;
 	srv->cfg.listen = srv->cfg.cert_pem = srv->cfg.key_pem =
 		srv->cfg.trust_pem = NULL; /* not kept */
-	r = tls_setup(srv, err, errlen);
+	r = tls_setup(srv, cfg, err, errlen);
 	if (r == KS_OK)
 		r = listen_on(cfg->listen, &srv->lfd, &srv->port, err, errlen);
 	if (r != KS_OK)

@@ -632,6 +632,12 @@ int ks_reg_enroll_finish(ks_reg_t *reg, int64_t session_id,
 		r = ks_audit_append(reg, &ev, NULL);
 		if (r != KS_OK)
 			goto out;
+		/* the session's final state, like every session */
+		ev.type = KS_REG_EV_ACTIVE;
+		ev.cert_serial = cserial;
+		r = ks_audit_append(reg, &ev, NULL);
+		if (r != KS_OK)
+			goto out;
 	}
 	r = ks_reg_tx_commit(reg);
 out:
