@@ -31,6 +31,7 @@ typedef enum {
 	SEC_NONE = 0,
 	SEC_STATION,
 	SEC_CA,
+	SEC_ENROLL,
 	SEC_PROFILE,
 	SEC_SLOT,
 	SEC_BAD,
@@ -118,6 +119,8 @@ static sec_kind_t classify(const char *section, const char **name)
 		return SEC_STATION;
 	if (strcmp(section, "ca") == 0)
 		return SEC_CA;
+	if (strcmp(section, "enroll") == 0)
+		return SEC_ENROLL;
 	if (strncmp(section, "profile ", 8) == 0) {
 		*name = section + 8;
 		return SEC_PROFILE;
@@ -187,6 +190,12 @@ static void on_section(parse_t *p, const char *section)
 		p->ca_line = p->line;
 		p->cfg->ca_line = p->line;
 		break;
+	case SEC_ENROLL:
+		if (p->cfg->enroll_line != 0)
+			perr(p, p->line, "[enroll] appears twice (first at line %u)",
+			     p->cfg->enroll_line);
+		p->cfg->enroll_line = p->line;
+		break;
 	case SEC_PROFILE: {
 		kd_profile_cfg_t *pr, *np;
 
@@ -240,7 +249,7 @@ static void on_section(parse_t *p, const char *section)
 		break;
 	}
 	case SEC_BAD:
-		perr(p, p->line, "unknown section [%s] (expected [station], [ca], [profile NAME] or [slot NAME])",
+		perr(p, p->line, "unknown section [%s] (expected [station], [ca], [enroll], [profile NAME] or [slot NAME])",
 		     section);
 		break;
 	case SEC_NONE:
@@ -489,6 +498,63 @@ static void ca_key(parse_t *p, const char *key, const char *value)
 		     key, value);
 }
 
+static void enroll_key(parse_t *p, const char *key, const char *value)
+{
+	kd_config_t *c = p->cfg;
+	char *end = NULL;
+	unsigned long v;
+
+	if (strcmp(key, "listen") == 0) {
+		if (value[0] == '\0' || strchr(value, ':') == NULL ||
+		    strlen(value) >= sizeof(c->enroll_listen))
+			perr(p, p->line, "[enroll] listen = '%s': expected HOST:PORT (numeric address)",
+			     value);
+		else
+			snprintf(c->enroll_listen, sizeof(c->enroll_listen), "%s",
+				 value);
+	} else if (strcmp(key, "cert") == 0) {
+		(void)set_path(p, "enroll", key, value, c->enroll_cert,
+			       sizeof(c->enroll_cert));
+	} else if (strcmp(key, "key") == 0) {
+		(void)set_path(p, "enroll", key, value, c->enroll_key,
+			       sizeof(c->enroll_key));
+	} else if (strcmp(key, "trust") == 0) {
+		(void)set_path(p, "enroll", key, value, c->enroll_trust,
+			       sizeof(c->enroll_trust));
+	} else if (strcmp(key, "profile") == 0) {
+		if (!valid_name(value))
+			perr(p, p->line, "[enroll] profile = '%s': bad profile name", value);
+		else
+			snprintf(c->enroll_profile, sizeof(c->enroll_profile), "%s",
+				 value);
+	} else if (strcmp(key, "reenroll") == 0) {
+		if (strcmp(value, "yes") == 0)
+			c->enroll_reenroll = true;
+		else if (strcmp(value, "no") == 0)
+			c->enroll_reenroll = false;
+		else
+			perr(p, p->line, "[enroll] reenroll = '%s': expected yes or no",
+			     value);
+	} else if (strcmp(key, "max_connections") == 0 ||
+		   strcmp(key, "timeout_ms") == 0) {
+		int conns = key[0] == 'm';
+
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (value[0] < '0' || value[0] > '9' || errno != 0 ||
+		    *end != '\0' || v == 0 || v > (conns ? 256ul : 600000ul))
+			perr(p, p->line, "[enroll] %s = '%s': expected 1..%lu", key,
+			     value, conns ? 256ul : 600000ul);
+		else if (conns)
+			c->enroll_max_conns = (unsigned)v;
+		else
+			c->enroll_timeout_ms = (unsigned)v;
+	} else {
+		perr(p, p->line, "[enroll] unknown key '%s' (= '%s'); known: listen, cert, key, trust, profile, reenroll, max_connections, timeout_ms",
+		     key, value);
+	}
+}
+
 /* Make the path inside a serial:/unix:/bare spec absolute. */
 static bool resolve_port(parse_t *p, const char *sec, const char *value,
 			 char *dst, size_t dstlen)
@@ -606,6 +672,9 @@ static int handler(void *user, const char *section, const char *key,
 	case SEC_CA:
 		ca_key(p, key, value);
 		break;
+	case SEC_ENROLL:
+		enroll_key(p, key, value);
+		break;
 	case SEC_PROFILE:
 		profile_key(p, name, key, value);
 		break;
@@ -636,6 +705,13 @@ static void check_complete(parse_t *p)
 			perr(p, p->station_line, "[station] group = '%s' needs user (the account kilnd drops to)",
 			     c->group);
 	}
+	if (c->enroll_line != 0 &&
+	    (c->enroll_listen[0] == '\0' || c->enroll_cert[0] == '\0' ||
+	     c->enroll_key[0] == '\0' || c->enroll_profile[0] == '\0'))
+		perr(p, c->enroll_line, "[enroll] listen, cert, key and profile are required");
+	else if (c->enroll_line != 0 && find_profile(c, c->enroll_profile) == NULL)
+		perr(p, c->enroll_line, "[enroll] profile = '%s': no such [profile]",
+		     c->enroll_profile);
 	if (!p->have_ca) {
 		perr(p, 0, "missing [ca] section");
 	} else {

@@ -9,6 +9,8 @@
  *                   pkcs11_module
  *   [profile NAME]  keys forwarded one by one to ks_profile_set()
  *   [slot NAME]     port (a link spec), enabled
+ *   [enroll]        listen, cert, key, trust, profile, reenroll,
+ *                   max_connections, timeout_ms (field enrollment)
  *
  * Unknown sections and keys are errors; every error names FILE:LINE, the
  * key and the value. Relative paths resolve against the directory of the
@@ -83,6 +85,18 @@ typedef struct {
 	unsigned registry_line, station_key_line, user_line;
 	unsigned ca_line, ca_cert_line, ca_key_line, ca_chain_line;
 	unsigned ca_pkcs11_module_line;
+
+	/* [enroll]: field enrollment service (host/lib/est.h); listen "" =
+	 * not served */
+	char enroll_listen[KD_NAME_MAX * 2];
+	char enroll_cert[PATH_MAX];
+	char enroll_key[PATH_MAX];
+	char enroll_trust[PATH_MAX]; /* "" = the [ca] chain */
+	char enroll_profile[KD_NAME_MAX];
+	bool enroll_reenroll;
+	unsigned enroll_max_conns;   /* 0 = default */
+	unsigned enroll_timeout_ms;  /* 0 = default */
+	unsigned enroll_line;        /* section header, 0 = none */
 
 	kd_profile_cfg_t *profiles;
 	size_t nprofiles;

@@ -75,6 +75,7 @@ typedef struct kd_daemon {
 	struct ks_profile **profile_ptrs;
 	ks_engine_t *engine;
 	struct evp_pkey_st *station_key;
+	struct ks_est_server *enroll; /* [enroll] service, or NULL */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

@@ -28,6 +28,7 @@
 #include "host/lib/profile.h"
 #include "host/lib/registry.h"
 #include "host/lib/signer.h"
+#include "host/kilnd/enroll.h"
 
 static void addf(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -453,6 +454,16 @@ ks_err_t kd_station_open(kd_config_t **cfgp, bool check_only, kd_daemon_t **out,
 		     ks_strerror((int)r));
 		goto out;
 	}
+	if (!check_only) {
+		char eerr[512] = "";
+
+		r = kd_enroll_start(d, eerr, sizeof(eerr));
+		if (r != KS_OK) {
+			addf(err, errlen, "%s:%u: %s", c->path, c->enroll_line,
+			     eerr);
+			goto out;
+		}
+	}
 	r = KS_OK;
 out:
 	if (signer_fd >= 0) { /* failed before the signer was connected */
@@ -473,6 +484,7 @@ void kd_station_close(kd_daemon_t **dp)
 	if (dp == NULL || *dp == NULL)
 		return;
 	d = *dp;
+	kd_enroll_stop(d);
 	ks_engine_free(&d->engine);
 	ks_reg_close(&d->reg);
 	ks_signer_free(&d->signer);
