@@ -176,10 +176,34 @@ static void board_stop(line_station_t *s, int n)
 
 /* ---- stations ---- */
 
+/* kilnd.conf of a station of the line: its own id and audit key, the
+ * line's registry, serial blocks of 16, slots on unix sockets. */
+static int write_conf(line_station_t *s, const char *const *ports)
+{
+	FILE *fp = fopen(s->kt.conf, "w");
+	int r = -1;
+
+	if (fp == NULL)
+		goto out;
+	fprintf(fp,
+		"[station]\nid = %s\nregistry = %s\n"
+		"control_socket = kilnd.sock\nstation_key = ca/station.key\n"
+		"log_level = info\nserial_block = 16\nregistry_timeout = 60\n"
+		"checkpoint_interval = 32\n\n"
+		"[ca]\ncert = ca/station-ca.pem\nkey = ca/station-ca.key\n"
+		"chain = ca/chain.pem\n\n%s\n",
+		s->id, url, profiles);
+	for (int n = 1; n <= nboards; n++)
+		fprintf(fp, "[slot slot%d]\nport = %s\n\n", n, ports[n - 1]);
+	r = fclose(fp) == 0 ? 0 : -1;
+out:
+	return r;
+}
+
 static int station_setup(int i, int argc, char **argv)
 {
 	line_station_t *s = &sts[i];
-	char extra[1024], tag[16], src[PATH_MAX + 64], dst[PATH_MAX + 64];
+	char tag[16], src[PATH_MAX + 64], dst[PATH_MAX + 64];
 	char cmd[2 * PATH_MAX + 256];
 	static const char *const shared[] = {"root.pem", "station-ca.pem",
 					     "station-ca.key", "chain.pem"};
@@ -208,11 +232,7 @@ static int station_setup(int i, int argc, char **argv)
 			 "unix:boards/slot%d.sock", n);
 		ports[n - 1] = portbuf[n - 1];
 	}
-	snprintf(extra, sizeof(extra),
-		 "id = %s\nregistry = %s\nserial_block = 16\n"
-		 "registry_timeout = 60\ncheckpoint_interval = 32\n",
-		 s->id, url);
-	if (kt_write_conf(&s->kt, extra, profiles, nboards, ports) != 0) {
+	if (write_conf(s, ports) != 0) {
 		kt_check(false, "%s: write kilnd.conf", s->id);
 		goto out;
 	}
@@ -423,6 +443,71 @@ static void check_audit(const char *when)
 		 "%s: kiln audit verify reports 4 chains:\n%s", when, out);
 }
 
+/* State of slot n of a station as its kilnd shows it (allocated). */
+static char *slot_state(line_station_t *s, int n)
+{
+	json_t *stj = kt_ctl(&s->kt, "{\"cmd\":\"status\"}");
+	json_t *sl = json_array_get(json_object_get(stj, "slots"), (size_t)(n - 1));
+	const char *state = json_string_value(json_object_get(sl, "state"));
+	char *r = strdup(state != NULL ? state : "?");
+
+	json_decref(stj);
+	return r;
+}
+
+/*
+ * Each contested UID: the slot of exactly one of its two stations shows
+ * done, the other skipped, and the database's ACTIVE session of that UID
+ * belongs to the station whose slot shows done (a station never completes
+ * another live station's session as if it were its own).
+ */
+static void check_winners(void)
+{
+	PGconn *c = db_connect();
+	char cu[65], sql[512];
+
+	if (c == NULL)
+		return;
+	for (int k = 0; k < NCONTESTED; k++) {
+		line_station_t *w = NULL;
+		int ndone = 0, nskip = 0;
+		PGresult *r;
+
+		contested_uid(cu, k);
+		for (int i = 0; i < NST; i++)
+			for (int n = 1; n <= nboards; n++) {
+				char *state;
+
+				if (sts[i].contested[n] != k)
+					continue;
+				state = slot_state(&sts[i], n);
+				if (strcmp(state, "done") == 0) {
+					ndone++;
+					w = &sts[i];
+				} else if (strcmp(state, "skipped") == 0) {
+					nskip++;
+				}
+				free(state);
+			}
+		kt_check(ndone == 1 && nskip == 1,
+			 "contested UID %s: one slot done, the other refused "
+			 "(%d done, %d refused)", cu, ndone, nskip);
+		if (w == NULL)
+			continue;
+		snprintf(sql, sizeof(sql),
+			 "SELECT station_id FROM sessions WHERE uid = '\\x%s'::bytea "
+			 "AND state = 'ACTIVE'", cu);
+		r = PQexec(c, sql);
+		kt_check(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+				 strcmp(PQgetvalue(r, 0, 0), w->id) == 0,
+			 "contested UID %s: its ACTIVE session is %s's, the station "
+			 "that shows it done (%s)", cu, w->id,
+			 PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "none");
+		PQclear(r);
+	}
+	PQfinish(c);
+}
+
 /* ---- the scenarios ---- */
 
 /* Contested UIDs: station i, slot nboards - j (j = 0, 1) carries contested
@@ -477,9 +562,10 @@ static void test_concurrent(void)
 		refused += (int)json_integer_value(json_object_get(b, "refused"));
 		json_decref(stj);
 	}
-	kt_check(refused == NCONTESTED,
-		 "the stations refused %d boards: one per contested UID (%d)",
-		 refused, NCONTESTED);
+	kt_check(refused >= NCONTESTED,
+		 "the stations refused %d boards (at least one per contested "
+		 "UID: %d)", refused, NCONTESTED);
+	check_winners();
 	check_invariants("after the concurrent batch",
 			 (long long)(NST * nboards - NCONTESTED));
 }
@@ -509,7 +595,6 @@ static void test_outage(void)
 	line_station_t *victim = &sts[2];
 	long long t0 = now_ms(), deadline;
 	int unsettled, replugged = 0, slot = -1, rc;
-	char health[64];
 
 	/* fresh boards on slots 1..nrep of every station */
 	for (int i = 0; i < NST; i++)
@@ -527,11 +612,15 @@ static void test_outage(void)
 		msleep(20);
 	kt_check(pgt_halt(&pg) == 0, "the database server stops (immediate)");
 	msleep(1500);
+	/* the control socket keeps answering, and says what is wrong */
 	rc = kt_kiln(&sts[1].kt, out, sizeof(out), "status", NULL);
-	snprintf(health, sizeof(health), "%s", strstr(out, "registry") ? "shown" : "absent");
-	kt_check(strstr(out, "registry") != NULL,
-		 "kiln status during the outage tells the operator about the "
-		 "registry (rc %d, %s):\n%s", rc, health, out);
+	kt_check(rc == 0 && strstr(out, "registry") != NULL &&
+			 (strstr(out, "unreachable") != NULL ||
+			  strstr(out, "down") != NULL ||
+			  strstr(out, "lost") != NULL ||
+			  strstr(out, "reconnect") != NULL),
+		 "kiln status during the outage shows the registry is not "
+		 "reachable (rc %d):\n%s", rc, out);
 	kt_check(pgt_resume(&pg) == 0, "the database server starts again");
 
 	/* a station killed mid-session, then started again */

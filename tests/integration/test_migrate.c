@@ -218,27 +218,37 @@ static void test_migrate(void)
 		 rc, out);
 }
 
+/* kilnd.conf with the given registry; slots on unix sockets. */
+static int write_conf(const char *registry)
+{
+	FILE *fp = fopen(st.conf, "w");
+	int r = -1;
+
+	if (fp == NULL)
+		goto out;
+	fprintf(fp,
+		"[station]\nid = mig-station\nregistry = %s\n"
+		"control_socket = kilnd.sock\nstation_key = ca/station.key\n"
+		"log_level = info\ncheckpoint_interval = 8\n\n"
+		"[ca]\ncert = ca/station-ca.pem\nkey = ca/station-ca.key\n"
+		"chain = ca/chain.pem\n\n%s\n",
+		registry, profiles);
+	for (int n = 1; n <= NSLOTS; n++)
+		fprintf(fp, "[slot slot%d]\nport = unix:boards/slot%d.sock\n\n",
+			n, n);
+	r = fclose(fp) == 0 ? 0 : -1;
+out:
+	return r;
+}
+
 /* The station continues on PostgreSQL where it stopped on SQLite. */
 static void test_continue_on_pg(void)
 {
-	char extra[1024];
 	long long dup;
 	int done;
 
-	snprintf(extra, sizeof(extra), "registry = %s\n", url);
-	/* slot ports: unix sockets, as before */
-	{
-		const char *ports[NSLOTS];
-		char pb[NSLOTS][32];
-
-		for (int n = 1; n <= NSLOTS; n++) {
-			snprintf(pb[n - 1], sizeof(pb[n - 1]),
-				 "unix:boards/slot%d.sock", n);
-			ports[n - 1] = pb[n - 1];
-		}
-		if (kt_write_conf(&st, extra, profiles, NSLOTS, ports) != 0)
-			return;
-	}
+	if (!kt_check(write_conf(url) == 0, "kilnd.conf with registry = %s", url))
+		return;
 	if (!kt_check(kt_kilnd_start(&st) == 0, "kilnd starts on %s", url))
 		return;
 	if (board_start(NSLOTS) != 0)
@@ -264,7 +274,7 @@ static void test_tamper(void)
 	/* as the server's superuser, around the append-only guard */
 	if (!kt_check(pg_exec("ALTER TABLE audit DISABLE TRIGGER USER") &&
 			      pg_exec("UPDATE audit SET actor = 'mallory' WHERE "
-				      "id = (SELECT min(id) + 5 FROM audit)") ,
+				      "seq = (SELECT min(seq) + 5 FROM audit)"),
 		      "edit one audit row on the server"))
 		return;
 	kt_path(&st, chain, sizeof(chain), "ca/chain.pem");
@@ -279,8 +289,6 @@ static void test_tamper(void)
 int main(int argc, char **argv)
 {
 	char why[512];
-	const char *ports[NSLOTS];
-	char pb[NSLOTS][32];
 	int done;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -293,12 +301,7 @@ int main(int argc, char **argv)
 		kt_check(false, "a PostgreSQL server with database %s", DB_NAME);
 		goto out;
 	}
-	for (int n = 1; n <= NSLOTS; n++) {
-		snprintf(pb[n - 1], sizeof(pb[n - 1]), "unix:boards/slot%d.sock", n);
-		ports[n - 1] = pb[n - 1];
-	}
-	if (kt_write_conf(&st, "checkpoint_interval = 8\n", profiles, NSLOTS,
-			  ports) != 0 ||
+	if (write_conf("registry.db") != 0 ||
 	    !kt_check(kt_kilnd_start(&st) == 0, "kilnd starts on SQLite"))
 		goto out;
 	for (int n = 1; n <= NDEV; n++)
