@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Embed numbered SQL migrations (NNNN_name.sql) into a C source file.
 
-usage: embed.py OUTPUT.c db/0001_x.sql db/0002_y.sql ...
+usage: embed.py [--symbol NAME] OUTPUT.c db/0001_x.sql db/0002_y.sql ...
 
 The files must be numbered 1..N without gaps; migration i sets the schema
 to user_version i. The output defines ks_db_migrations[] and
-ks_db_migration_count as declared in db/migrations.h.
+ks_db_migration_count as declared in db/migrations.h (with --symbol pg:
+ks_db_pg_migrations[] and ks_db_pg_migration_count, the PostgreSQL twins
+from db/pg/).
 """
 import os
 import re
@@ -23,6 +25,10 @@ def c_bytes(text):
 
 
 def main(argv):
+    sym = 'ks_db'
+    if len(argv) > 2 and argv[1] == '--symbol':
+        sym = 'ks_db_' + argv[2]
+        argv = argv[:1] + argv[3:]
     if len(argv) < 3:
         sys.stderr.write(__doc__)
         return 2
@@ -47,16 +53,16 @@ def main(argv):
              '#include "db/migrations.h"', '']
     for num, name, sql in items:
         parts.append('/* %04d_%s.sql */' % (num, name))
-        parts.append('static const char ks_db_sql_%04d[] = {' % num)
+        parts.append('static const char %s_sql_%04d[] = {' % (sym, num))
         parts.append(c_bytes(sql))
         parts.append('};')
         parts.append('')
-    parts.append('const ks_db_migration_t ks_db_migrations[] = {')
+    parts.append('const ks_db_migration_t %s_migrations[] = {' % sym)
     for num, name, _ in items:
-        parts.append('\t{ %d, "%s", ks_db_sql_%04d },' % (num, name, num))
+        parts.append('\t{ %d, "%s", %s_sql_%04d },' % (num, name, sym, num))
     parts.append('};')
     parts.append('')
-    parts.append('const unsigned ks_db_migration_count = %d;' % len(items))
+    parts.append('const unsigned %s_migration_count = %d;' % (sym, len(items)))
     parts.append('')
     tmp = output + '.tmp'
     with open(tmp, 'w', encoding='utf-8') as f:

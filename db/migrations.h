@@ -15,4 +15,13 @@ typedef struct {
 extern const ks_db_migration_t ks_db_migrations[];
 extern const unsigned ks_db_migration_count;
 
+/*
+ * The PostgreSQL twins (db/pg/NNNN_*.sql): migration i brings a PostgreSQL
+ * registry to version i (table kiln_schema). tests/unit/test_db_schema.c
+ * checks that both sets describe the same tables, columns and unique
+ * constraints.
+ */
+extern const ks_db_migration_t ks_db_pg_migrations[];
+extern const unsigned ks_db_pg_migration_count;
+
 #endif

@@ -20,7 +20,7 @@
 #include "host/lib/export.h"
 #include "host/lib/registry.h"
 
-#include <sqlite3.h>
+#include "host/lib/db.h"
 #include <sys/stat.h>
 
 /* Files an offline audit command works on. */
@@ -210,20 +210,19 @@ static int verify(kc_global_t *g, const files_t *f)
  * opening it with ks_reg_open() when no kilnd.conf names it. */
 static int station_of(const char *db, char *out, size_t outlen)
 {
-	sqlite3 *h = NULL;
-	sqlite3_stmt *st = NULL;
+	ks_db_t *h = NULL;
+	ks_db_stmt_t *st = NULL;
 	int rc = -1;
 
-	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+	if (ks_db_open_readonly(db, &h) != KS_DB_EOK)
 		goto out;
-	if (sqlite3_prepare_v2(h, "SELECT id FROM stations ORDER BY created_ms LIMIT 1",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (ks_db_prepare(h, "SELECT id FROM stations ORDER BY created_ms LIMIT 1", &st) != KS_DB_EOK)
 		goto out;
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
-		rc = copy(out, outlen, (const char *)sqlite3_column_text(st, 0));
+	if (ks_db_step(st) == KS_DB_ROW && ks_db_col_text(st, 0) != NULL)
+		rc = copy(out, outlen, ks_db_col_text(st, 0));
 out:
-	sqlite3_finalize(st);
-	sqlite3_close(h);
+	ks_db_finish(&st);
+	ks_db_close(&h);
 	return rc;
 }
 

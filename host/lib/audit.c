@@ -20,7 +20,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
-#include <sqlite3.h>
+#include "host/lib/db.h"
 
 #include "db/migrations.h"
 #include "host/lib/err.h"
@@ -234,85 +234,78 @@ int ks_audit_b64_decode(const char *s, uint8_t **out, size_t *out_len)
 
 static int audit_head(ks_reg_t *reg, int64_t *seq, uint8_t hash[32])
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int rc;
 	int r = KS_OK;
 
 	*seq = 0;
 	memset(hash, 0, 32);
-	rc = sqlite3_prepare_v2(reg->db,
-				"SELECT seq, row_hash FROM audit ORDER BY seq "
-				"DESC LIMIT 1",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, rc, "audit head");
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*seq = sqlite3_column_int64(st, 0);
-		if (sqlite3_column_bytes(st, 1) == 32)
-			memcpy(hash, sqlite3_column_blob(st, 1), 32);
+	rc = ks_db_prepare(reg->dbh, "SELECT seq, row_hash FROM audit ORDER BY seq "
+				"DESC LIMIT 1", &st);
+	if (rc != KS_DB_EOK)
+		return ks_reg_db_err(reg, rc, "audit head");
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW) {
+		*seq = ks_db_col_int64(st, 0);
+		if (ks_db_col_bytes(st, 1) == 32)
+			memcpy(hash, ks_db_col_blob(st, 1), 32);
 		else
 			r = KS_ERR_AUDIT;
-	} else if (rc != SQLITE_DONE) {
-		r = ks_reg_sqlite_err(reg, rc, "audit head");
+	} else if (rc != KS_DB_DONE) {
+		r = ks_reg_db_err(reg, rc, "audit head");
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return r;
 }
 
 int ks_audit_since_checkpoint(ks_reg_t *reg, int64_t *count)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int rc;
 	int r = KS_OK;
 
 	*count = 0;
-	rc = sqlite3_prepare_v2(reg->db,
-				"SELECT coalesce(max(seq), 0) - coalesce((SELECT "
+	rc = ks_db_prepare(reg->dbh, "SELECT coalesce(max(seq), 0) - coalesce((SELECT "
 				"max(seq) FROM audit WHERE type = 'CHECKPOINT'), "
-				"0) FROM audit",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, rc, "since checkpoint");
-	if (sqlite3_step(st) == SQLITE_ROW)
-		*count = sqlite3_column_int64(st, 0);
+				"0) FROM audit", &st);
+	if (rc != KS_DB_EOK)
+		return ks_reg_db_err(reg, rc, "since checkpoint");
+	if (ks_db_step(st) == KS_DB_ROW)
+		*count = ks_db_col_int64(st, 0);
 	else
-		r = ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db),
+		r = ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
 				      "since checkpoint");
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return r;
 }
 
 static int meta_put(ks_reg_t *reg, const char *key, const void *blob,
 		    size_t n, int64_t ival)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int rc;
 
-	rc = sqlite3_prepare_v2(reg->db,
-				"INSERT INTO meta(key, value) VALUES(?, ?) ON "
+	rc = ks_db_prepare(reg->dbh, "INSERT INTO meta(key, value) VALUES(?, ?) ON "
 				"CONFLICT(key) DO UPDATE SET value = "
-				"excluded.value",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, rc, "meta");
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+				"excluded.value", &st);
+	if (rc != KS_DB_EOK)
+		return ks_reg_db_err(reg, rc, "meta");
+	ks_db_bind_text(st, 1, key);
 	if (blob != NULL)
-		sqlite3_bind_blob64(st, 2, blob, (sqlite3_uint64)n,
-				    SQLITE_STATIC);
+		ks_db_bind_blob(st, 2, blob, n);
 	else
-		sqlite3_bind_int64(st, 2, ival);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return ks_reg_sqlite_err(reg, sqlite3_extended_errcode(reg->db),
+		ks_db_bind_int64(st, 2, ival);
+	rc = ks_db_step(st);
+	ks_db_finish(&st);
+	if (rc != KS_DB_DONE)
+		return ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
 					 "meta");
 	return KS_OK;
 }
 
 static int append_row(ks_reg_t *reg, const ks_audit_ev_t *ev, int64_t *seq)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	ks_audit_row_t row;
 	uint8_t prev[32], hash[32];
 	int64_t head = 0;
@@ -337,36 +330,33 @@ static int append_row(ks_reg_t *reg, const ks_audit_ev_t *ev, int64_t *seq)
 	row.details = ev->details;
 	ks_audit_row_hash(&row, prev, hash);
 
-	rc = sqlite3_prepare_v2(reg->db,
-				"INSERT INTO audit(seq, time_ms, station_id, "
+	rc = ks_db_prepare(reg->dbh, "INSERT INTO audit(seq, time_ms, station_id, "
 				"actor, type, uid, device_serial, cert_serial, "
 				"session_id, details, prev_hash, row_hash) "
-				"VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, rc, "audit insert");
-	sqlite3_bind_int64(st, 1, row.seq);
-	sqlite3_bind_int64(st, 2, row.time_ms);
-	sqlite3_bind_text(st, 3, row.station, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, row.actor, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, row.type, -1, SQLITE_STATIC);
+				"VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &st);
+	if (rc != KS_DB_EOK)
+		return ks_reg_db_err(reg, rc, "audit insert");
+	ks_db_bind_int64(st, 1, row.seq);
+	ks_db_bind_int64(st, 2, row.time_ms);
+	ks_db_bind_text(st, 3, row.station);
+	ks_db_bind_text(st, 4, row.actor);
+	ks_db_bind_text(st, 5, row.type);
 	if (row.uid != NULL)
-		sqlite3_bind_blob64(st, 6, row.uid,
-				    (sqlite3_uint64)row.uid_len, SQLITE_STATIC);
+		ks_db_bind_blob(st, 6, row.uid, row.uid_len);
 	if (row.device_serial != NULL)
-		sqlite3_bind_text(st, 7, row.device_serial, -1, SQLITE_STATIC);
+		ks_db_bind_text(st, 7, row.device_serial);
 	if (row.cert_serial != NULL)
-		sqlite3_bind_text(st, 8, row.cert_serial, -1, SQLITE_STATIC);
+		ks_db_bind_text(st, 8, row.cert_serial);
 	if (row.has_session)
-		sqlite3_bind_int64(st, 9, row.session_id);
+		ks_db_bind_int64(st, 9, row.session_id);
 	if (row.details != NULL)
-		sqlite3_bind_text(st, 10, row.details, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 11, prev, 32, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 12, hash, 32, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return ks_reg_sqlite_err(reg, sqlite3_extended_errcode(reg->db),
+		ks_db_bind_text(st, 10, row.details);
+	ks_db_bind_blob(st, 11, prev, 32);
+	ks_db_bind_blob(st, 12, hash, 32);
+	rc = ks_db_step(st);
+	ks_db_finish(&st);
+	if (rc != KS_DB_DONE)
+		return ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
 					 "audit insert");
 	ks_reg_fault(reg, "audit:append");
 	/* The head is also kept in meta so that a tail removed with the
@@ -475,7 +465,7 @@ out:
 /* ---- verification ---- */
 
 typedef struct {
-	sqlite3 *db;
+	ks_db_t *db;
 	ks_audit_report_t *rep;
 	X509_STORE *store;
 	STACK_OF(X509) *untrusted;
@@ -564,48 +554,46 @@ out:
 	json_decref(j);
 }
 
-static const char *ctext(sqlite3_stmt *st, int i)
+static const char *ctext(ks_db_stmt_t *st, int i)
 {
-	return (const char *)sqlite3_column_text(st, i);
+	return ks_db_col_text(st, i);
 }
 
 static int verify_chain(vctx_t *v)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	uint8_t prev[32], calc[32];
 	int64_t expect = 1;
 	int rc;
 
 	memset(prev, 0, sizeof(prev));
-	rc = sqlite3_prepare_v2(v->db,
-				"SELECT seq, time_ms, station_id, actor, type, "
+	rc = ks_db_prepare(v->db, "SELECT seq, time_ms, station_id, actor, type, "
 				"uid, device_serial, cert_serial, session_id, "
 				"details, prev_hash, row_hash FROM audit ORDER "
-				"BY seq",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
+				"BY seq", &st);
+	if (rc != KS_DB_EOK)
 		return KS_ERR_DB;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = ks_db_step(st)) == KS_DB_ROW) {
 		ks_audit_row_t row;
-		const void *ph = sqlite3_column_blob(st, 10);
-		const void *rh = sqlite3_column_blob(st, 11);
+		const void *ph = ks_db_col_blob(st, 10);
+		const void *rh = ks_db_col_blob(st, 11);
 
 		memset(&row, 0, sizeof(row));
-		row.seq = sqlite3_column_int64(st, 0);
-		row.time_ms = sqlite3_column_int64(st, 1);
+		row.seq = ks_db_col_int64(st, 0);
+		row.time_ms = ks_db_col_int64(st, 1);
 		row.station = ctext(st, 2);
 		row.actor = ctext(st, 3);
 		row.type = ctext(st, 4);
-		if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
-			row.uid = sqlite3_column_blob(st, 5);
-			row.uid_len = (size_t)sqlite3_column_bytes(st, 5);
+		if (ks_db_col_type(st, 5) != KS_DB_T_NULL) {
+			row.uid = ks_db_col_blob(st, 5);
+			row.uid_len = (size_t)ks_db_col_bytes(st, 5);
 			if (row.uid == NULL)
 				row.uid = (const uint8_t *)"";
 		}
 		row.device_serial = ctext(st, 6);
 		row.cert_serial = ctext(st, 7);
-		row.has_session = sqlite3_column_type(st, 8) != SQLITE_NULL;
-		row.session_id = sqlite3_column_int64(st, 8);
+		row.has_session = ks_db_col_type(st, 8) != KS_DB_T_NULL;
+		row.session_id = ks_db_col_int64(st, 8);
 		row.details = ctext(st, 9);
 		v->rep->rows++;
 		if (row.seq != expect)
@@ -613,14 +601,14 @@ static int verify_chain(vctx_t *v)
 				"audit seq %lld: expected seq %lld (rows "
 				"deleted, inserted or reordered)",
 				(long long)row.seq, (long long)expect);
-		if (ph == NULL || sqlite3_column_bytes(st, 10) != 32 ||
+		if (ph == NULL || ks_db_col_bytes(st, 10) != 32 ||
 		    memcmp(ph, prev, 32) != 0)
 			problem(v,
 				"audit seq %lld: prev_hash does not link to the "
 				"row before it",
 				(long long)row.seq);
 		ks_audit_row_hash(&row, prev, calc);
-		if (rh == NULL || sqlite3_column_bytes(st, 11) != 32 ||
+		if (rh == NULL || ks_db_col_bytes(st, 11) != 32 ||
 		    memcmp(rh, calc, 32) != 0)
 			problem(v,
 				"audit seq %lld (%s): row_hash mismatch (the "
@@ -631,15 +619,15 @@ static int verify_chain(vctx_t *v)
 			check_checkpoint(v, row.seq,
 					 row.station ? row.station : "",
 					 row.details, prev);
-		if (rh != NULL && sqlite3_column_bytes(st, 11) == 32)
+		if (rh != NULL && ks_db_col_bytes(st, 11) == 32)
 			memcpy(prev, rh, 32);
 		else
 			memcpy(prev, calc, 32);
 		v->rep->head_seq = row.seq;
 		expect = row.seq + 1;
 	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
+	ks_db_finish(&st);
+	if (rc != KS_DB_DONE)
 		return KS_ERR_DB;
 	memcpy(v->rep->head_hash, prev, 32);
 	v->rep->unsigned_tail =
@@ -650,30 +638,28 @@ static int verify_chain(vctx_t *v)
 /* The head recorded in meta by every append must be the log's head. */
 static int verify_meta_head(vctx_t *v)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int64_t seq = 0;
 	int have_seq = 0, have_hash = 0;
 	uint8_t hash[32];
 	int rc;
 
-	rc = sqlite3_prepare_v2(v->db,
-				"SELECT key, value FROM meta WHERE key IN "
-				"('audit_head_seq', 'audit_head_hash')",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
+	rc = ks_db_prepare(v->db, "SELECT key, value FROM meta WHERE key IN "
+				"('audit_head_seq', 'audit_head_hash')", &st);
+	if (rc != KS_DB_EOK)
 		return KS_ERR_DB;
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (ks_db_step(st) == KS_DB_ROW) {
 		const char *k = ctext(st, 0);
 
 		if (k && strcmp(k, "audit_head_seq") == 0) {
-			seq = sqlite3_column_int64(st, 1);
+			seq = ks_db_col_int64(st, 1);
 			have_seq = 1;
-		} else if (k && sqlite3_column_bytes(st, 1) == 32) {
-			memcpy(hash, sqlite3_column_blob(st, 1), 32);
+		} else if (k && ks_db_col_bytes(st, 1) == 32) {
+			memcpy(hash, ks_db_col_blob(st, 1), 32);
 			have_hash = 1;
 		}
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	if (!have_seq && v->rep->head_seq == 0)
 		return KS_OK;
 	if (!have_seq || seq != v->rep->head_seq) {
@@ -752,17 +738,15 @@ out:
 static int issued_event_hash(vctx_t *v, const char *serial, uint8_t out[32],
 			     int64_t *count)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int found = 0;
 
 	*count = 0;
-	if (sqlite3_prepare_v2(v->db,
-			       "SELECT details FROM audit WHERE type = "
-			       "'CERT_ISSUED' AND cert_serial = ?",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (ks_db_prepare(v->db, "SELECT details FROM audit WHERE type = "
+			       "'CERT_ISSUED' AND cert_serial = ?", &st) != KS_DB_EOK)
 		return 0;
-	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	ks_db_bind_text(st, 1, serial);
+	while (ks_db_step(st) == KS_DB_ROW) {
 		json_t *j = json_loads(ctext(st, 0) ? ctext(st, 0) : "", 0,
 				       NULL);
 		const char *h = NULL;
@@ -773,21 +757,21 @@ static int issued_event_hash(vctx_t *v, const char *serial, uint8_t out[32],
 			found = 1;
 		json_decref(j);
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return found;
 }
 
-static void verify_one_cert(vctx_t *v, sqlite3_stmt *st)
+static void verify_one_cert(vctx_t *v, ks_db_stmt_t *st)
 {
-	int64_t id = sqlite3_column_int64(st, 0);
-	const uint8_t *der = sqlite3_column_blob(st, 1);
-	int der_len = sqlite3_column_bytes(st, 1);
+	int64_t id = ks_db_col_int64(st, 0);
+	const uint8_t *der = ks_db_col_blob(st, 1);
+	int der_len = (int)ks_db_col_bytes(st, 1);
 	const char *serial = ctext(st, 2);
-	const void *pk = sqlite3_column_blob(st, 3);
-	int64_t nb = sqlite3_column_int64(st, 4);
-	int64_t na = sqlite3_column_int64(st, 5);
-	const void *spk = sqlite3_column_blob(st, 6);
-	int spk_len = sqlite3_column_bytes(st, 6);
+	const void *pk = ks_db_col_blob(st, 3);
+	int64_t nb = ks_db_col_int64(st, 4);
+	int64_t na = ks_db_col_int64(st, 5);
+	const void *spk = ks_db_col_blob(st, 6);
+	int spk_len = (int)ks_db_col_bytes(st, 6);
 	const unsigned char *p = der;
 	X509 *x = NULL;
 	BIGNUM *bn = NULL;
@@ -825,7 +809,7 @@ static void verify_one_cert(vctx_t *v, sqlite3_stmt *st)
 		goto out;
 	}
 	if (ks_audit_pubkey_sha256(X509_get0_pubkey(x), h) != KS_OK ||
-	    pk == NULL || sqlite3_column_bytes(st, 3) != 32 ||
+	    pk == NULL || ks_db_col_bytes(st, 3) != 32 ||
 	    memcmp(h, pk, 32) != 0) {
 		problem(v,
 			"certificates id %lld (serial %s): public key hash does "
@@ -872,21 +856,19 @@ out:
 
 static int verify_certs(vctx_t *v)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int rc;
 
-	rc = sqlite3_prepare_v2(v->db,
-				"SELECT c.id, c.der, c.serial_hex, "
+	rc = ks_db_prepare(v->db, "SELECT c.id, c.der, c.serial_hex, "
 				"c.pubkey_sha256, c.not_before, c.not_after, "
 				"s.pubkey_sha256 FROM certificates c LEFT JOIN "
-				"sessions s ON s.id = c.session_id ORDER BY c.id",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
+				"sessions s ON s.id = c.session_id ORDER BY c.id", &st);
+	if (rc != KS_DB_EOK)
 		return KS_ERR_DB;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	while ((rc = ks_db_step(st)) == KS_DB_ROW)
 		verify_one_cert(v, st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? KS_OK : KS_ERR_DB;
+	ks_db_finish(&st);
+	return rc == KS_DB_DONE ? KS_OK : KS_ERR_DB;
 }
 
 /* Cross-checks: each query returns (table id, text) rows that are wrong. */
@@ -967,38 +949,36 @@ static int verify_cross(vctx_t *v)
 	size_t i;
 
 	for (i = 0; i < sizeof(cross_checks) / sizeof(cross_checks[0]); i++) {
-		sqlite3_stmt *st = NULL;
+		ks_db_stmt_t *st = NULL;
 		int rc;
 
-		rc = sqlite3_prepare_v2(v->db, cross_checks[i].sql, -1, &st,
-					NULL);
-		if (rc != SQLITE_OK) {
+		rc = ks_db_prepare(v->db, cross_checks[i].sql, &st);
+		if (rc != KS_DB_EOK) {
 			ks_log_error("cross check %zu: %s", i,
-				     sqlite3_errmsg(v->db));
+				     ks_db_errmsg(v->db));
 			return KS_ERR_DB;
 		}
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		while ((rc = ks_db_step(st)) == KS_DB_ROW) {
 			const char *t = ctext(st, 1);
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 			problem(v, cross_checks[i].fmt,
-				(long long)sqlite3_column_int64(st, 0),
+				(long long)ks_db_col_int64(st, 0),
 				t ? t : "NULL");
 #pragma GCC diagnostic pop
 		}
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE)
+		ks_db_finish(&st);
+		if (rc != KS_DB_DONE)
 			return KS_ERR_DB;
 	}
 	{
-		sqlite3_stmt *st = NULL;
+		ks_db_stmt_t *st = NULL;
 
-		if (sqlite3_prepare_v2(v->db, "SELECT count(*) FROM devices",
-				       -1, &st, NULL) == SQLITE_OK &&
-		    sqlite3_step(st) == SQLITE_ROW)
-			v->rep->devices = (uint64_t)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
+		if (ks_db_prepare(v->db, "SELECT count(*) FROM devices", &st) == KS_DB_EOK &&
+		    ks_db_step(st) == KS_DB_ROW)
+			v->rep->devices = (uint64_t)ks_db_col_int64(st, 0);
+		ks_db_finish(&st);
 	}
 	return KS_OK;
 }
@@ -1007,7 +987,7 @@ int ks_audit_verify(const char *db_path, const char *ca_pem_path,
 		    EVP_PKEY *station_pub, ks_audit_report_t *report)
 {
 	vctx_t v;
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int version = -1;
 	int r = KS_ERR_ARG;
 
@@ -1026,25 +1006,34 @@ int ks_audit_verify(const char *db_path, const char *ca_pem_path,
 	if (r != KS_OK)
 		goto out;
 	r = KS_ERR_DB;
-	if (sqlite3_open_v2(db_path, &v.db, SQLITE_OPEN_READONLY, NULL) !=
-	    SQLITE_OK) {
-		ks_log_error("cannot open %s", db_path);
+	if (ks_db_open_readonly(db_path, &v.db) != KS_DB_EOK) {
+		char shown[512];
+
+		ks_db_url_mask(db_path, shown, sizeof(shown));
+		ks_log_error("cannot open %s: %s", shown, ks_db_errmsg(v.db));
+		r = ks_db_connected(v.db) ? KS_ERR_DB : KS_ERR_UNAVAILABLE;
 		goto out;
 	}
-	sqlite3_busy_timeout(v.db, 5000);
-	if (sqlite3_prepare_v2(v.db, "PRAGMA user_version", -1, &st, NULL) ==
-		    SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		version = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	if (version < 1 || version > (int)ks_db_migration_count) {
+	if (ks_db_backend(v.db) == KS_DB_SQLITE)
+		r = ks_db_prepare(v.db, "PRAGMA user_version", &st);
+	else
+		r = ks_db_prepare(v.db, "SELECT coalesce(max(version), 0) "
+					"FROM kiln_schema", &st);
+	if (r == KS_DB_EOK && ks_db_step(st) == KS_DB_ROW)
+		version = ks_db_col_int(st, 0);
+	ks_db_finish(&st);
+	r = KS_ERR_DB;
+	if (version < 1 ||
+	    version > (int)(ks_db_backend(v.db) == KS_DB_SQLITE
+				    ? ks_db_migration_count
+				    : ks_db_pg_migration_count)) {
 		ks_log_error("%s: not a kiln registry of a known schema (%d)",
 			     db_path, version);
 		r = version < 1 ? KS_ERR_DB : KS_ERR_UNSUPPORTED;
 		goto out;
 	}
 	/* One read transaction: a consistent snapshot of every table. */
-	if (sqlite3_exec(v.db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+	if (ks_db_begin_read(v.db) != KS_DB_EOK)
 		goto out;
 	r = verify_chain(&v);
 	if (r == KS_OK)
@@ -1053,7 +1042,7 @@ int ks_audit_verify(const char *db_path, const char *ca_pem_path,
 		r = verify_certs(&v);
 	if (r == KS_OK)
 		r = verify_cross(&v);
-	(void)sqlite3_exec(v.db, "COMMIT", NULL, NULL, NULL);
+	ks_db_rollback(v.db);
 	if (r != KS_OK)
 		goto out;
 	report->ok = report->errors == 0;
@@ -1062,7 +1051,7 @@ out:
 	if (r != KS_OK && r != KS_ERR_AUDIT && report->first_error[0] == '\0')
 		snprintf(report->first_error, sizeof(report->first_error),
 			 "verification could not run: %s", ks_strerror(r));
-	sqlite3_close(v.db);
+	ks_db_close(&v.db);
 	X509_STORE_free(v.store);
 	sk_X509_pop_free(v.untrusted, X509_free);
 	return r;

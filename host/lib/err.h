@@ -25,7 +25,8 @@
 	X(KS_ERR_POLICY, 17, "refused by policy")                       \
 	X(KS_ERR_BUSY, 18, "resource busy")                             \
 	X(KS_ERR_UNSUPPORTED, 19, "not supported")                      \
-	X(KS_ERR_INTERNAL, 20, "internal error")
+	X(KS_ERR_INTERNAL, 20, "internal error")                        \
+	X(KS_ERR_UNAVAILABLE, 21, "registry unavailable (database unreachable)")
 
 typedef enum {
 #define KS_X(name, val, str) name = val,

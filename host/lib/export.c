@@ -14,7 +14,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-#include <sqlite3.h>
+#include "host/lib/db.h"
 
 #include "host/lib/audit.h"
 #include "host/lib/err.h"
@@ -50,19 +50,19 @@ static const struct {
 };
 
 /* Text form of a column; malloc'ed. */
-static char *col_string(sqlite3_stmt *st, int i, int base64)
+static char *col_string(ks_db_stmt_t *st, int i, int base64)
 {
-	int type = sqlite3_column_type(st, i);
+	int type = ks_db_col_type(st, i);
 	const uint8_t *b;
 	size_t n;
 	char *s;
 
 	switch (type) {
-	case SQLITE_NULL:
+	case KS_DB_T_NULL:
 		return strdup("");
-	case SQLITE_BLOB:
-		b = sqlite3_column_blob(st, i);
-		n = (size_t)sqlite3_column_bytes(st, i);
+	case KS_DB_T_BLOB:
+		b = ks_db_col_blob(st, i);
+		n = (size_t)ks_db_col_bytes(st, i);
 		if (base64)
 			return ks_audit_b64_encode(b ? b : (const uint8_t *)"",
 						   n);
@@ -71,7 +71,7 @@ static char *col_string(sqlite3_stmt *st, int i, int base64)
 			ks_reg_hex(b ? b : (const uint8_t *)"", n, s);
 		return s;
 	default:
-		return strdup((const char *)sqlite3_column_text(st, i));
+		return strdup(ks_db_col_text(st, i));
 	}
 }
 
@@ -95,16 +95,16 @@ static int csv_field(FILE *out, const char *s, int first)
 	return fputc('"', out) == EOF ? KS_ERR_IO : KS_OK;
 }
 
-static json_t *col_json(sqlite3_stmt *st, int i, int base64)
+static json_t *col_json(ks_db_stmt_t *st, int i, int base64)
 {
 	char *s;
 	json_t *j;
 
-	switch (sqlite3_column_type(st, i)) {
-	case SQLITE_NULL:
+	switch (ks_db_col_type(st, i)) {
+	case KS_DB_T_NULL:
 		return json_null();
-	case SQLITE_INTEGER:
-		return json_integer(sqlite3_column_int64(st, i));
+	case KS_DB_T_INT:
+		return json_integer(ks_db_col_int64(st, i));
 	default:
 		break;
 	}
@@ -119,15 +119,15 @@ static json_t *col_json(sqlite3_stmt *st, int i, int base64)
 static int export_section(ks_reg_t *reg, size_t idx, int json,
 			  json_t *root, FILE *out)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	json_t *arr = NULL;
 	int ncol, i, rc;
 	int r;
 
-	rc = sqlite3_prepare_v2(reg->db, sections[idx].sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, rc, "export");
-	ncol = sqlite3_column_count(st);
+	rc = ks_db_prepare(reg->dbh, sections[idx].sql, &st);
+	if (rc != KS_DB_EOK)
+		return ks_reg_db_err(reg, rc, "export");
+	ncol = ks_db_col_count(st);
 	r = KS_OK;
 	if (json) {
 		arr = json_array();
@@ -139,11 +139,11 @@ static int export_section(ks_reg_t *reg, size_t idx, int json,
 	} else {
 		r = csv_field(out, "record", 1);
 		for (i = 0; i < ncol && r == KS_OK; i++)
-			r = csv_field(out, sqlite3_column_name(st, i), 0);
+			r = csv_field(out, ks_db_col_name(st, i), 0);
 		if (r == KS_OK && fputc('\n', out) == EOF)
 			r = KS_ERR_IO;
 	}
-	while (r == KS_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (r == KS_OK && (rc = ks_db_step(st)) == KS_DB_ROW) {
 		json_t *obj = json ? json_object() : NULL;
 
 		if (json && (obj == NULL || json_array_append_new(arr, obj))) {
@@ -160,7 +160,7 @@ static int export_section(ks_reg_t *reg, size_t idx, int json,
 
 				if (v == NULL ||
 				    json_object_set_new(obj,
-							sqlite3_column_name(st, i),
+							ks_db_col_name(st, i),
 							v) != 0)
 					r = KS_ERR_NOMEM;
 			} else {
@@ -173,12 +173,12 @@ static int export_section(ks_reg_t *reg, size_t idx, int json,
 		if (!json && r == KS_OK && fputc('\n', out) == EOF)
 			r = KS_ERR_IO;
 	}
-	if (r == KS_OK && rc != SQLITE_DONE)
-		r = ks_reg_sqlite_err(reg, rc, "export");
+	if (r == KS_OK && rc != KS_DB_DONE)
+		r = ks_reg_db_err(reg, rc, "export");
 	if (r == KS_OK && !json && fputc('\n', out) == EOF)
 		r = KS_ERR_IO;
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return r;
 }
 
@@ -207,7 +207,7 @@ int ks_export_audit(ks_reg_t *reg, const char *format, FILE *out)
 		}
 	}
 	/* One read transaction: the sections are one consistent snapshot. */
-	if (sqlite3_exec(reg->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+	if (ks_db_begin_read(reg->dbh) != KS_DB_EOK) {
 		r = KS_ERR_DB;
 		goto out;
 	}
@@ -215,7 +215,7 @@ int ks_export_audit(ks_reg_t *reg, const char *format, FILE *out)
 	for (i = 0; i < sizeof(sections) / sizeof(sections[0]) && r == KS_OK;
 	     i++)
 		r = export_section(reg, i, json, root, out);
-	(void)sqlite3_exec(reg->db, "COMMIT", NULL, NULL, NULL);
+	ks_db_rollback(reg->dbh);
 	if (r == KS_OK && json &&
 	    (json_dumpf(root, out, JSON_INDENT(2) | JSON_SORT_KEYS) != 0 ||
 	     fputc('\n', out) == EOF))
@@ -230,55 +230,53 @@ out:
 
 /* ---- manifests ---- */
 
-static json_t *hex_json(sqlite3_stmt *st, int i)
+static json_t *hex_json(ks_db_stmt_t *st, int i)
 {
 	char hex[65];
 
-	if (sqlite3_column_type(st, i) != SQLITE_BLOB ||
-	    sqlite3_column_bytes(st, i) != 32)
+	if (ks_db_col_type(st, i) != KS_DB_T_BLOB ||
+	    ks_db_col_bytes(st, i) != 32)
 		return json_null();
-	ks_reg_hex(sqlite3_column_blob(st, i), 32, hex);
+	ks_reg_hex(ks_db_col_blob(st, i), 32, hex);
 	return json_string(hex);
 }
 
 static int manifest_devices(ks_reg_t *reg, int64_t lot_id, json_t *arr)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int rc;
 	int r = KS_OK;
 
-	rc = sqlite3_prepare_v2(reg->db,
-				"SELECT d.uid, d.serial, d.state, c.serial_hex, "
+	rc = ks_db_prepare(reg->dbh, "SELECT d.uid, d.serial, d.state, c.serial_hex, "
 				"c.der, d.pubkey_sha256 FROM devices d LEFT JOIN "
 				"certificates c ON c.id = d.cert_id AND c.status "
-				"= 'ACTIVE' WHERE d.lot_id = ? ORDER BY d.serial",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, rc, "manifest");
-	sqlite3_bind_int64(st, 1, lot_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+				"= 'ACTIVE' WHERE d.lot_id = ? ORDER BY d.serial", &st);
+	if (rc != KS_DB_EOK)
+		return ks_reg_db_err(reg, rc, "manifest");
+	ks_db_bind_int64(st, 1, lot_id);
+	while ((rc = ks_db_step(st)) == KS_DB_ROW) {
 		char uid[2 * KS_REG_UID_MAX + 1] = "";
 		char ch[65];
 		uint8_t h[32];
-		int n = sqlite3_column_bytes(st, 0);
+		int n = (int)ks_db_col_bytes(st, 0);
 		json_t *cert_sha = json_null();
 		json_t *o;
 
 		if (n > 0 && n <= KS_REG_UID_MAX)
-			ks_reg_hex(sqlite3_column_blob(st, 0), (size_t)n, uid);
-		if (sqlite3_column_type(st, 4) == SQLITE_BLOB) {
-			SHA256(sqlite3_column_blob(st, 4),
-			       (size_t)sqlite3_column_bytes(st, 4), h);
+			ks_reg_hex(ks_db_col_blob(st, 0), (size_t)n, uid);
+		if (ks_db_col_type(st, 4) == KS_DB_T_BLOB) {
+			SHA256(ks_db_col_blob(st, 4),
+			       (size_t)ks_db_col_bytes(st, 4), h);
 			ks_reg_hex(h, 32, ch);
 			cert_sha = json_string(ch);
 		}
 		o = json_pack("{s:s, s:s, s:s, s:s?, s:o, s:o}", "uid", uid,
-			      "serial", (const char *)sqlite3_column_text(st, 1),
-			      "state", (const char *)sqlite3_column_text(st, 2),
+			      "serial", ks_db_col_text(st, 1),
+			      "state", ks_db_col_text(st, 2),
 			      "cert_serial",
-			      (const char *)sqlite3_column_text(st, 3),
+			      ks_db_col_text(st, 3),
 			      "cert_sha256", cert_sha, "pubkey_sha256",
-			      sqlite3_column_type(st, 3) == SQLITE_NULL
+			      ks_db_col_type(st, 3) == KS_DB_T_NULL
 				      ? json_null()
 				      : hex_json(st, 5));
 		if (o == NULL || json_array_append_new(arr, o) != 0) {
@@ -286,9 +284,9 @@ static int manifest_devices(ks_reg_t *reg, int64_t lot_id, json_t *arr)
 			break;
 		}
 	}
-	if (r == KS_OK && rc != SQLITE_DONE)
-		r = ks_reg_sqlite_err(reg, rc, "manifest");
-	sqlite3_finalize(st);
+	if (r == KS_OK && rc != KS_DB_DONE)
+		r = ks_reg_db_err(reg, rc, "manifest");
+	ks_db_finish(&st);
 	return r;
 }
 

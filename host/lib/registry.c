@@ -19,7 +19,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
-#include <sqlite3.h>
+#include "host/lib/db.h"
 
 #include "db/migrations.h"
 #include "host/lib/audit.h"
@@ -137,6 +137,22 @@ void ks_reg_fault(ks_reg_t *reg, const char *point)
 		reg->hook(reg->hook_ctx, point);
 }
 
+int ks_reg_db_err(ks_reg_t *reg, int rc, const char *what)
+{
+	if (rc == KS_DB_ECONSTRAINT) {
+		ks_log_debug("%s: %s", what, ks_db_errmsg(reg->dbh));
+		return KS_ERR_DUPLICATE;
+	}
+	ks_log_error("%s: %s", what, ks_db_errmsg(reg->dbh));
+	if (rc == KS_DB_ERETRY)
+		return KS_ERR_BUSY;
+	if (rc == KS_DB_ENOMEM)
+		return KS_ERR_NOMEM;
+	if (rc == KS_DB_ECONN)
+		return KS_ERR_UNAVAILABLE;
+	return KS_ERR_DB;
+}
+
 int ks_reg_sqlite_err(ks_reg_t *reg, int rc, const char *what)
 {
 	int primary = rc & 0xff;
@@ -163,41 +179,40 @@ static void backoff(int attempt)
 
 int ks_reg_tx_begin(ks_reg_t *reg)
 {
-	int rc = SQLITE_BUSY;
+	int rc = KS_DB_ERETRY;
 	int i;
 
 	if (reg->group) {
 		/* inside a group: one step = one savepoint of the group */
-		rc = sqlite3_exec(reg->db, "SAVEPOINT ks_step", NULL, NULL,
-				  NULL);
-		if (rc != SQLITE_OK)
-			return ks_reg_sqlite_err(reg, rc, "SAVEPOINT");
+		rc = ks_db_exec(reg->dbh, "SAVEPOINT ks_step");
+		if (rc != KS_DB_EOK)
+			return ks_reg_db_err(reg, rc, "SAVEPOINT");
 		reg->sp_open = 1;
 		return KS_OK;
 	}
 	/* The busy handler already waits BUSY_TIMEOUT_MS; keep trying a bit
 	 * longer when another process holds the write lock for long. */
 	for (i = 0; i < BEGIN_RETRIES; i++) {
-		rc = sqlite3_exec(reg->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-		if ((rc & 0xff) != SQLITE_BUSY)
+		rc = ks_db_begin_write(reg->dbh);
+		if (rc != KS_DB_ERETRY)
 			break;
 		backoff(i);
 	}
-	if (rc != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, rc, "BEGIN IMMEDIATE");
+	if (rc != KS_DB_EOK)
+		return ks_reg_db_err(reg, rc, "BEGIN IMMEDIATE");
 	return KS_OK;
 }
 
 int ks_reg_tx_commit(ks_reg_t *reg)
 {
-	int rc = SQLITE_BUSY;
+	int rc = KS_DB_ERETRY;
 	int i;
 
 	if (reg->group) {
 		/* durable only when the group commits (ks_reg_group_commit) */
-		rc = sqlite3_exec(reg->db, "RELEASE ks_step", NULL, NULL, NULL);
-		if (rc != SQLITE_OK) {
-			int r = ks_reg_sqlite_err(reg, rc, "RELEASE");
+		rc = ks_db_exec(reg->dbh, "RELEASE ks_step");
+		if (rc != KS_DB_EOK) {
+			int r = ks_reg_db_err(reg, rc, "RELEASE");
 
 			ks_reg_tx_rollback(reg);
 			return r;
@@ -207,13 +222,13 @@ int ks_reg_tx_commit(ks_reg_t *reg)
 	}
 	ks_reg_fault(reg, "commit");
 	for (i = 0; i < BEGIN_RETRIES; i++) {
-		rc = sqlite3_exec(reg->db, "COMMIT", NULL, NULL, NULL);
-		if ((rc & 0xff) != SQLITE_BUSY)
+		rc = ks_db_commit(reg->dbh);
+		if (rc != KS_DB_ERETRY)
 			break;
 		backoff(i);
 	}
-	if (rc != SQLITE_OK) {
-		int r = ks_reg_sqlite_err(reg, rc, "COMMIT");
+	if (rc != KS_DB_EOK) {
+		int r = ks_reg_db_err(reg, rc, "COMMIT");
 
 		ks_reg_tx_rollback(reg);
 		return r;
@@ -226,39 +241,36 @@ void ks_reg_tx_rollback(ks_reg_t *reg)
 	if (reg->group) {
 		/* undo this step only; the group's earlier steps stay */
 		if (reg->sp_open)
-			(void)sqlite3_exec(reg->db,
-					   "ROLLBACK TO ks_step; RELEASE ks_step",
-					   NULL, NULL, NULL);
+			ks_db_rollback_to(reg->dbh, "ks_step");
 		reg->sp_open = 0;
 		return;
 	}
-	if (!sqlite3_get_autocommit(reg->db))
-		(void)sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+	ks_db_rollback(reg->dbh);
 }
 
 /* ---- small statement helpers ---- */
 
-static int prep(ks_reg_t *reg, const char *sql, sqlite3_stmt **st)
+static int prep(ks_reg_t *reg, const char *sql, ks_db_stmt_t **st)
 {
-	int rc = sqlite3_prepare_v2(reg->db, sql, -1, st, NULL);
+	int rc = ks_db_prepare(reg->dbh, sql, st);
 
-	if (rc != SQLITE_OK) {
+	if (rc != KS_DB_EOK) {
 		*st = NULL;
-		return ks_reg_sqlite_err(reg, rc, sql);
+		return ks_reg_db_err(reg, rc, sql);
 	}
 	return KS_OK;
 }
 
 /* Step a statement that returns no row; finalizes it. */
-static int run(ks_reg_t *reg, sqlite3_stmt *st, const char *what)
+static int run(ks_reg_t *reg, ks_db_stmt_t *st, const char *what)
 {
-	int rc = sqlite3_step(st);
+	int rc = ks_db_step(st);
 	int r = KS_OK;
 
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		r = ks_reg_sqlite_err(reg, sqlite3_extended_errcode(reg->db),
+	if (rc != KS_DB_DONE && rc != KS_DB_ROW)
+		r = ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
 				      what);
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return r;
 }
 
@@ -271,37 +283,36 @@ static int run(ks_reg_t *reg, sqlite3_stmt *st, const char *what)
  * tests/hardening/test_libfault.c: a run returned KS_OK while the device
  * row still said LOCKED).
  */
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
+static void bind_text(ks_db_stmt_t *st, int i, const char *s)
 {
 	if (s != NULL)
-		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+		ks_db_bind_text(st, i, s);
 	else
-		sqlite3_bind_null(st, i);
+		ks_db_bind_null(st, i);
 }
 
-static void bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)
+static void bind_blob(ks_db_stmt_t *st, int i, const void *p, size_t n)
 {
 	if (p != NULL)
-		sqlite3_bind_blob64(st, i, p, (sqlite3_uint64)n,
-				    SQLITE_STATIC);
+		ks_db_bind_blob(st, i, p, n);
 	else
-		sqlite3_bind_null(st, i);
+		ks_db_bind_null(st, i);
 }
 
-static void col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
+static void col_text(ks_db_stmt_t *st, int i, char *out, size_t cap)
 {
-	const unsigned char *t = sqlite3_column_text(st, i);
+	const char *t = ks_db_col_text(st, i);
 
-	snprintf(out, cap, "%s", t != NULL ? (const char *)t : "");
+	snprintf(out, cap, "%s", t != NULL ? t : "");
 }
 
 /* Copy a 32-byte blob column; returns 1 when present. */
-static int col_hash(sqlite3_stmt *st, int i, uint8_t out[32])
+static int col_hash(ks_db_stmt_t *st, int i, uint8_t out[32])
 {
-	if (sqlite3_column_type(st, i) != SQLITE_BLOB ||
-	    sqlite3_column_bytes(st, i) != 32)
+	if (ks_db_col_type(st, i) != KS_DB_T_BLOB ||
+	    ks_db_col_bytes(st, i) != 32)
 		return 0;
-	memcpy(out, sqlite3_column_blob(st, i), 32);
+	memcpy(out, ks_db_col_blob(st, i), 32);
 	return 1;
 }
 
@@ -325,37 +336,90 @@ static char *json_text(json_t *obj)
 
 static int pragma_int(ks_reg_t *reg, const char *sql, int *out)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r = prep(reg, sql, &st);
 
 	if (r != KS_OK)
 		return r;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		*out = sqlite3_column_int(st, 0);
+	if (ks_db_step(st) == KS_DB_ROW)
+		*out = ks_db_col_int(st, 0);
 	else
-		r = ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db), sql);
-	sqlite3_finalize(st);
+		r = ks_reg_db_err(reg, ks_db_last_err(reg->dbh), sql);
+	ks_db_finish(&st);
 	return r;
+}
+
+/*
+ * Schema version: PRAGMA user_version on SQLite; on PostgreSQL the one
+ * row of table kiln_schema (created before the first migration).
+ */
+static int schema_get(ks_reg_t *reg, int *version)
+{
+	int r;
+
+	if (ks_db_backend(reg->dbh) == KS_DB_SQLITE)
+		return pragma_int(reg, "PRAGMA user_version", version);
+	*version = 0;
+	r = ks_db_exec(reg->dbh, "CREATE TABLE IF NOT EXISTS kiln_schema("
+				 "version INTEGER NOT NULL)");
+	if (r != KS_DB_EOK)
+		return ks_reg_db_err(reg, r, "kiln_schema");
+	return pragma_int(reg, "SELECT coalesce(max(version), 0) FROM "
+			       "kiln_schema", version);
+}
+
+static int schema_set(ks_reg_t *reg, int version)
+{
+	char sql[96];
+
+	if (ks_db_backend(reg->dbh) == KS_DB_SQLITE)
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version);
+	else
+		snprintf(sql, sizeof(sql), "DELETE FROM kiln_schema; INSERT "
+			 "INTO kiln_schema(version) VALUES(%d)", version);
+	return ks_db_exec(reg->dbh, sql);
+}
+
+static const ks_db_migration_t *migrations(ks_reg_t *reg, unsigned *count)
+{
+	if (ks_db_backend(reg->dbh) == KS_DB_PG) {
+		*count = ks_db_pg_migration_count;
+		return ks_db_pg_migrations;
+	}
+	*count = ks_db_migration_count;
+	return ks_db_migrations;
 }
 
 static int migrate(ks_reg_t *reg)
 {
 	int version = 0;
 	int r;
-	unsigned i;
+	unsigned i, count = 0;
+	const ks_db_migration_t *list = migrations(reg, &count);
 
-	r = pragma_int(reg, "PRAGMA user_version", &version);
+	if (ks_db_backend(reg->dbh) == KS_DB_PG) {
+		/* one migrator at a time across stations */
+		r = ks_reg_tx_begin(reg);
+		if (r != KS_OK)
+			return r;
+		r = schema_get(reg, &version);
+		if (r == KS_OK)
+			r = ks_reg_tx_commit(reg);
+		else
+			ks_reg_tx_rollback(reg);
+	} else {
+		r = schema_get(reg, &version);
+	}
 	if (r != KS_OK)
 		return r;
-	if (version < 0 || version > (int)ks_db_migration_count) {
+	if (version < 0 || version > (int)count) {
 		ks_log_error("registry schema version %d is newer than this "
 			     "build supports (%u): refusing to open it",
-			     version, ks_db_migration_count);
+			     version, count);
 		return KS_ERR_UNSUPPORTED;
 	}
-	for (i = (unsigned)version; i < ks_db_migration_count; i++) {
-		const ks_db_migration_t *m = &ks_db_migrations[i];
-		char sql[64];
+	for (i = (unsigned)version; i < count; i++) {
+		const ks_db_migration_t *m = &list[i];
 		int now = 0;
 		int rc;
 
@@ -363,21 +427,18 @@ static int migrate(ks_reg_t *reg)
 		if (r != KS_OK)
 			return r;
 		/* Another process may have migrated meanwhile. */
-		r = pragma_int(reg, "PRAGMA user_version", &now);
+		r = schema_get(reg, &now);
 		if (r != KS_OK || now >= m->version) {
 			ks_reg_tx_rollback(reg);
 			if (r != KS_OK)
 				return r;
 			continue;
 		}
-		rc = sqlite3_exec(reg->db, m->sql, NULL, NULL, NULL);
-		if (rc == SQLITE_OK) {
-			snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
-				 m->version);
-			rc = sqlite3_exec(reg->db, sql, NULL, NULL, NULL);
-		}
-		if (rc != SQLITE_OK) {
-			r = ks_reg_sqlite_err(reg, rc, m->name);
+		rc = ks_db_exec(reg->dbh, m->sql);
+		if (rc == KS_DB_EOK)
+			rc = schema_set(reg, m->version);
+		if (rc != KS_DB_EOK) {
+			r = ks_reg_db_err(reg, rc, m->name);
 			ks_reg_tx_rollback(reg);
 			return r;
 		}
@@ -392,50 +453,49 @@ static int migrate(ks_reg_t *reg)
 
 static int open_pragmas(ks_reg_t *reg)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 	int ok = 0;
 
-	sqlite3_extended_result_codes(reg->db, 1);
-	sqlite3_busy_timeout(reg->db, BUSY_TIMEOUT_MS);
+	if (ks_db_backend(reg->dbh) != KS_DB_SQLITE)
+		return KS_OK; /* synchronous_commit = on: set by db_pg.c */
 	r = prep(reg, "PRAGMA journal_mode = WAL", &st);
 	if (r != KS_OK)
 		return r;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		const unsigned char *mode = sqlite3_column_text(st, 0);
+	if (ks_db_step(st) == KS_DB_ROW) {
+		const char *mode = ks_db_col_text(st, 0);
 
-		ok = mode != NULL && strcmp((const char *)mode, "wal") == 0;
+		ok = mode != NULL && strcmp(mode, "wal") == 0;
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	if (!ok) {
 		ks_log_error("could not switch the registry to WAL mode");
 		return KS_ERR_DB;
 	}
 	/* temp_store MEMORY: statement journals of savepoints (group commit)
 	 * stay in RAM instead of a temporary file; durability is the WAL's */
-	if (sqlite3_exec(reg->db,
-			 "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; "
-			 "PRAGMA temp_store = MEMORY;",
-			 NULL, NULL, NULL) != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db),
+	if (ks_db_exec(reg->dbh, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; "
+			 "PRAGMA temp_store = MEMORY;") != KS_DB_EOK)
+		return ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
 					 "pragmas");
 	return KS_OK;
 }
 
 static int register_station(ks_reg_t *reg)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 
 	r = ks_reg_tx_begin(reg);
 	if (r != KS_OK)
 		return r;
 	r = prep(reg,
-		 "INSERT OR IGNORE INTO stations(id, created_ms) VALUES(?, ?)",
+		 "INSERT INTO stations(id, created_ms) VALUES(?, ?) "
+		 "ON CONFLICT DO NOTHING",
 		 &st);
 	if (r == KS_OK) {
 		bind_text(st, 1, reg->station);
-		sqlite3_bind_int64(st, 2, ks_reg_now_ms());
+		ks_db_bind_int64(st, 2, ks_reg_now_ms());
 		r = run(reg, st, "insert station");
 	}
 	if (r == KS_OK)
@@ -449,6 +509,7 @@ int ks_reg_open(const char *path, const char *station_id, ks_reg_t **out)
 {
 	pthread_mutexattr_t mattr;
 	ks_reg_t *reg = NULL;
+	char shown[512];
 	int r = KS_ERR_ARG;
 	int rc;
 
@@ -476,17 +537,16 @@ int ks_reg_open(const char *path, const char *station_id, ks_reg_t **out)
 	pthread_mutexattr_destroy(&mattr);
 	snprintf(reg->station, sizeof(reg->station), "%s", station_id);
 	reg->cp_every = KS_REG_CHECKPOINT_DEFAULT;
-	rc = sqlite3_open_v2(path, &reg->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				     SQLITE_OPEN_FULLMUTEX,
-			     NULL);
-	if (rc != SQLITE_OK) {
-		ks_log_error("cannot open registry %s: %s", path,
-			     reg->db ? sqlite3_errmsg(reg->db)
-				     : sqlite3_errstr(rc));
-		r = KS_ERR_DB;
+	ks_db_url_mask(path, shown, sizeof(shown));
+	rc = ks_db_open(path, &reg->dbh);
+	if (rc != KS_DB_EOK) {
+		ks_log_error("cannot open registry %s: %s", shown,
+			     ks_db_errmsg(reg->dbh));
+		r = rc == KS_DB_ECONN ? KS_ERR_UNAVAILABLE
+		    : rc == KS_DB_ENOMEM ? KS_ERR_NOMEM : KS_ERR_DB;
 		goto out;
 	}
+	reg->db = ks_db_sqlite_handle(reg->dbh);
 	r = open_pragmas(reg);
 	if (r != KS_OK)
 		goto out;
@@ -501,7 +561,7 @@ int ks_reg_open(const char *path, const char *station_id, ks_reg_t **out)
 	r = KS_OK;
 out:
 	if (reg != NULL) {
-		sqlite3_close(reg->db);
+		ks_db_close(&reg->dbh);
 		reg->db = NULL;
 		ks_reg_close(&reg);
 	}
@@ -517,7 +577,7 @@ void ks_reg_close(ks_reg_t **preg)
 		return;
 	reg = *preg;
 	*preg = NULL;
-	if (reg->db != NULL && reg->key != NULL) {
+	if (reg->dbh != NULL && reg->key != NULL) {
 		pthread_mutex_lock(&reg->mu);
 		if (ks_audit_since_checkpoint(reg, &pending) == KS_OK &&
 		    pending > 0 && ks_reg_tx_begin(reg) == KS_OK) {
@@ -529,8 +589,8 @@ void ks_reg_close(ks_reg_t **preg)
 		}
 		pthread_mutex_unlock(&reg->mu);
 	}
-	if (reg->db != NULL)
-		sqlite3_close_v2(reg->db);
+	ks_db_close(&reg->dbh);
+	reg->db = NULL;
 	EVP_PKEY_free(reg->key);
 	pthread_mutex_destroy(&reg->mu);
 	free(reg);
@@ -605,7 +665,7 @@ int ks_reg_lot_create(ks_reg_t *reg, const char *name, const char *profile,
 		      const char *serial_prefix, int64_t quota,
 		      const char *actor)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	char *details = NULL;
 	int r = KS_ERR_ARG;
 
@@ -634,11 +694,11 @@ int ks_reg_lot_create(ks_reg_t *reg, const char *name, const char *profile,
 	bind_text(st, 2, profile);
 	bind_text(st, 3, serial_prefix);
 	if (quota < 0)
-		sqlite3_bind_null(st, 4);
+		ks_db_bind_null(st, 4);
 	else
-		sqlite3_bind_int64(st, 4, quota);
+		ks_db_bind_int64(st, 4, quota);
 	bind_text(st, 5, reg->station);
-	sqlite3_bind_int64(st, 6, ks_reg_now_ms());
+	ks_db_bind_int64(st, 6, ks_reg_now_ms());
 	r = run(reg, st, "insert lot");
 	if (r != KS_OK)
 		goto out;
@@ -663,7 +723,7 @@ unlock:
 
 int ks_reg_lot_close(ks_reg_t *reg, const char *name, const char *actor)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	char *details = NULL;
 	int r;
 
@@ -682,12 +742,12 @@ int ks_reg_lot_close(ks_reg_t *reg, const char *name, const char *actor)
 		 &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_int64(st, 1, ks_reg_now_ms());
+	ks_db_bind_int64(st, 1, ks_reg_now_ms());
 	bind_text(st, 2, name);
 	r = run(reg, st, "close lot");
 	if (r != KS_OK)
 		goto out;
-	if (sqlite3_changes(reg->db) != 1) {
+	if (ks_db_changes(reg->dbh) != 1) {
 		r = KS_ERR_NOTFOUND;
 		goto out;
 	}
@@ -723,27 +783,27 @@ unlock:
 	"(SELECT count(*) FROM sessions s WHERE s.lot_id = l.id AND "       \
 	" s.state = 'SCRAPPED') FROM lots l "
 
-static void lot_from_row(sqlite3_stmt *st, ks_reg_lot_t *lot)
+static void lot_from_row(ks_db_stmt_t *st, ks_reg_lot_t *lot)
 {
 	memset(lot, 0, sizeof(*lot));
-	lot->id = sqlite3_column_int64(st, 0);
+	lot->id = ks_db_col_int64(st, 0);
 	col_text(st, 1, lot->name, sizeof(lot->name));
 	col_text(st, 2, lot->profile, sizeof(lot->profile));
 	col_text(st, 3, lot->serial_prefix, sizeof(lot->serial_prefix));
 	col_text(st, 4, lot->station, sizeof(lot->station));
-	lot->quota = sqlite3_column_int64(st, 5);
-	lot->created_ms = sqlite3_column_int64(st, 6);
-	lot->closed_ms = sqlite3_column_int64(st, 7);
-	lot->reserved = (uint64_t)sqlite3_column_int64(st, 8);
-	lot->active = (uint64_t)sqlite3_column_int64(st, 9);
-	lot->failed = (uint64_t)sqlite3_column_int64(st, 10);
-	lot->voided = (uint64_t)sqlite3_column_int64(st, 11);
-	lot->scrapped = (uint64_t)sqlite3_column_int64(st, 12);
+	lot->quota = ks_db_col_int64(st, 5);
+	lot->created_ms = ks_db_col_int64(st, 6);
+	lot->closed_ms = ks_db_col_int64(st, 7);
+	lot->reserved = (uint64_t)ks_db_col_int64(st, 8);
+	lot->active = (uint64_t)ks_db_col_int64(st, 9);
+	lot->failed = (uint64_t)ks_db_col_int64(st, 10);
+	lot->voided = (uint64_t)ks_db_col_int64(st, 11);
+	lot->scrapped = (uint64_t)ks_db_col_int64(st, 12);
 }
 
 int ks_reg_lot_get(ks_reg_t *reg, const char *name, ks_reg_lot_t *out)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 	int rc;
 
@@ -753,14 +813,14 @@ int ks_reg_lot_get(ks_reg_t *reg, const char *name, ks_reg_lot_t *out)
 	r = prep(reg, LOT_SELECT "WHERE l.name = ?", &st);
 	if (r == KS_OK) {
 		bind_text(st, 1, name);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
+		rc = ks_db_step(st);
+		if (rc == KS_DB_ROW)
 			lot_from_row(st, out);
-		else if (rc == SQLITE_DONE)
+		else if (rc == KS_DB_DONE)
 			r = KS_ERR_NOTFOUND;
 		else
-			r = ks_reg_sqlite_err(reg, rc, "lot get");
-		sqlite3_finalize(st);
+			r = ks_reg_db_err(reg, rc, "lot get");
+		ks_db_finish(&st);
 	}
 	pthread_mutex_unlock(&reg->mu);
 	return r;
@@ -785,7 +845,7 @@ static void *grow(void *arr, size_t n, size_t *cap, size_t size)
 
 int ks_reg_lot_list(ks_reg_t *reg, ks_reg_lot_t **lots, size_t *n)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	ks_reg_lot_t *arr = NULL;
 	size_t cnt = 0, cap = 0;
 	int r;
@@ -799,7 +859,7 @@ int ks_reg_lot_list(ks_reg_t *reg, ks_reg_lot_t **lots, size_t *n)
 	r = prep(reg, LOT_SELECT "ORDER BY l.id", &st);
 	if (r != KS_OK)
 		goto out;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = ks_db_step(st)) == KS_DB_ROW) {
 		ks_reg_lot_t *p = grow(arr, cnt, &cap, sizeof(*arr));
 
 		if (p == NULL) {
@@ -809,15 +869,15 @@ int ks_reg_lot_list(ks_reg_t *reg, ks_reg_lot_t **lots, size_t *n)
 		arr = p;
 		lot_from_row(st, &arr[cnt++]);
 	}
-	if (rc != SQLITE_DONE) {
-		r = ks_reg_sqlite_err(reg, rc, "lot list");
+	if (rc != KS_DB_DONE) {
+		r = ks_reg_db_err(reg, rc, "lot list");
 		goto out;
 	}
 	*lots = arr;
 	*n = cnt;
 	arr = NULL;
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	pthread_mutex_unlock(&reg->mu);
 	free(arr);
 	return r;
@@ -832,56 +892,56 @@ out:
 	"s.lock_bits, s.started_ms, s.updated_ms, coalesce(s.ended_ms, 0) " \
 	"FROM sessions s JOIN lots l ON l.id = s.lot_id "
 
-static void session_from_row(sqlite3_stmt *st, ks_reg_session_t *s)
+static void session_from_row(ks_db_stmt_t *st, ks_reg_session_t *s)
 {
 	int n;
 
 	memset(s, 0, sizeof(*s));
-	s->id = sqlite3_column_int64(st, 0);
-	n = sqlite3_column_bytes(st, 1);
+	s->id = ks_db_col_int64(st, 0);
+	n = (int)ks_db_col_bytes(st, 1);
 	if (n > 0 && (size_t)n <= KS_REG_UID_MAX) {
-		memcpy(s->uid, sqlite3_column_blob(st, 1), (size_t)n);
+		memcpy(s->uid, ks_db_col_blob(st, 1), (size_t)n);
 		s->uid_len = (size_t)n;
 	}
 	col_text(st, 2, s->serial, sizeof(s->serial));
 	col_text(st, 3, s->lot, sizeof(s->lot));
 	col_text(st, 4, s->profile, sizeof(s->profile));
 	col_text(st, 5, s->station, sizeof(s->station));
-	s->slot = sqlite3_column_int(st, 6);
+	s->slot = ks_db_col_int(st, 6);
 	s->key_origin = (ks_reg_key_origin_t)key_origin_parse(
-		(const char *)sqlite3_column_text(st, 7));
+		ks_db_col_text(st, 7));
 	s->state = (ks_reg_state_t)ks_reg_state_parse(
-		(const char *)sqlite3_column_text(st, 8));
-	s->reprovision = sqlite3_column_int(st, 9);
+		ks_db_col_text(st, 8));
+	s->reprovision = ks_db_col_int(st, 9);
 	col_text(st, 10, s->failure_reason, sizeof(s->failure_reason));
 	s->has_pubkey = col_hash(st, 11, s->pubkey_sha256);
 	s->has_identity_digest = col_hash(st, 12, s->identity_digest);
-	s->has_lock_bits = sqlite3_column_type(st, 13) != SQLITE_NULL;
-	s->lock_bits = (uint32_t)sqlite3_column_int64(st, 13);
-	s->started_ms = sqlite3_column_int64(st, 14);
-	s->updated_ms = sqlite3_column_int64(st, 15);
-	s->ended_ms = sqlite3_column_int64(st, 16);
+	s->has_lock_bits = ks_db_col_type(st, 13) != KS_DB_T_NULL;
+	s->lock_bits = (uint32_t)ks_db_col_int64(st, 13);
+	s->started_ms = ks_db_col_int64(st, 14);
+	s->updated_ms = ks_db_col_int64(st, 15);
+	s->ended_ms = ks_db_col_int64(st, 16);
 }
 
 static int session_get_locked(ks_reg_t *reg, int64_t id,
 			      ks_reg_session_t *out)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 	int rc;
 
 	r = prep(reg, SESSION_SELECT "WHERE s.id = ?", &st);
 	if (r != KS_OK)
 		return r;
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	ks_db_bind_int64(st, 1, id);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW)
 		session_from_row(st, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == KS_DB_DONE)
 		r = KS_ERR_NOTFOUND;
 	else
-		r = ks_reg_sqlite_err(reg, rc, "session get");
-	sqlite3_finalize(st);
+		r = ks_reg_db_err(reg, rc, "session get");
+	ks_db_finish(&st);
 	return r;
 }
 
@@ -900,7 +960,7 @@ int ks_reg_session_get(ks_reg_t *reg, int64_t id, ks_reg_session_t *out)
 /* Id of the UID's unfinished session, 0 if none, <0 on error. */
 static int64_t pending_id(ks_reg_t *reg, const uint8_t *uid, size_t uid_len)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int64_t id = -1;
 	int rc;
 
@@ -910,12 +970,12 @@ static int64_t pending_id(ks_reg_t *reg, const uint8_t *uid, size_t uid_len)
 		 &st) != KS_OK)
 		return -1;
 	bind_blob(st, 1, uid, uid_len);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		id = sqlite3_column_int64(st, 0);
-	else if (rc == SQLITE_DONE)
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW)
+		id = ks_db_col_int64(st, 0);
+	else if (rc == KS_DB_DONE)
 		id = 0;
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return id;
 }
 
@@ -943,7 +1003,7 @@ int ks_reg_pending_session(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 int ks_reg_session_list(ks_reg_t *reg, const char *lot, int state,
 			size_t limit, ks_reg_session_t **out, size_t *n)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	ks_reg_session_t *arr = NULL;
 	size_t cnt = 0, cap = 0;
 	int r;
@@ -964,8 +1024,8 @@ int ks_reg_session_list(ks_reg_t *reg, const char *lot, int state,
 		goto out;
 	bind_text(st, 1, lot);
 	bind_text(st, 2, state >= 0 ? ks_reg_state_name(state) : NULL);
-	sqlite3_bind_int64(st, 3, limit ? (int64_t)limit : -1);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	ks_db_bind_int64(st, 3, limit ? (int64_t)limit : -1);
+	while ((rc = ks_db_step(st)) == KS_DB_ROW) {
 		ks_reg_session_t *p = grow(arr, cnt, &cap, sizeof(*arr));
 
 		if (p == NULL) {
@@ -975,15 +1035,15 @@ int ks_reg_session_list(ks_reg_t *reg, const char *lot, int state,
 		arr = p;
 		session_from_row(st, &arr[cnt++]);
 	}
-	if (rc != SQLITE_DONE) {
-		r = ks_reg_sqlite_err(reg, rc, "session list");
+	if (rc != KS_DB_DONE) {
+		r = ks_reg_db_err(reg, rc, "session list");
 		goto out;
 	}
 	*out = arr;
 	*n = cnt;
 	arr = NULL;
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	pthread_mutex_unlock(&reg->mu);
 	free(arr);
 	return r;
@@ -992,7 +1052,7 @@ out:
 int ks_reg_session_steps(ks_reg_t *reg, int64_t id, ks_reg_step_t **out,
 			 size_t *n)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	ks_reg_step_t *arr = NULL;
 	size_t cnt = 0, cap = 0;
 	int r;
@@ -1009,8 +1069,8 @@ int ks_reg_session_steps(ks_reg_t *reg, int64_t id, ks_reg_step_t **out,
 		 &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_int64(st, 1, id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	ks_db_bind_int64(st, 1, id);
+	while ((rc = ks_db_step(st)) == KS_DB_ROW) {
 		ks_reg_step_t *p = grow(arr, cnt, &cap, sizeof(*arr));
 
 		if (p == NULL) {
@@ -1019,19 +1079,19 @@ int ks_reg_session_steps(ks_reg_t *reg, int64_t id, ks_reg_step_t **out,
 		}
 		arr = p;
 		col_text(st, 0, arr[cnt].step, sizeof(arr[cnt].step));
-		arr[cnt].at_ms = sqlite3_column_int64(st, 1);
-		arr[cnt].duration_ms = sqlite3_column_int64(st, 2);
+		arr[cnt].at_ms = ks_db_col_int64(st, 1);
+		arr[cnt].duration_ms = ks_db_col_int64(st, 2);
 		cnt++;
 	}
-	if (rc != SQLITE_DONE) {
-		r = ks_reg_sqlite_err(reg, rc, "session steps");
+	if (rc != KS_DB_DONE) {
+		r = ks_reg_db_err(reg, rc, "session steps");
 		goto out;
 	}
 	*out = arr;
 	*n = cnt;
 	arr = NULL;
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	pthread_mutex_unlock(&reg->mu);
 	free(arr);
 	return r;
@@ -1041,7 +1101,7 @@ out:
 static int record_step(ks_reg_t *reg, int64_t sid, const char *step,
 		       int64_t now)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 
 	r = prep(reg,
@@ -1051,9 +1111,9 @@ static int record_step(ks_reg_t *reg, int64_t sid, const char *step,
 		 &st);
 	if (r != KS_OK)
 		return r;
-	sqlite3_bind_int64(st, 1, sid);
+	ks_db_bind_int64(st, 1, sid);
 	bind_text(st, 2, step);
-	sqlite3_bind_int64(st, 3, now);
+	ks_db_bind_int64(st, 3, now);
 	return run(reg, st, "insert step");
 }
 
@@ -1061,24 +1121,24 @@ static int record_step(ks_reg_t *reg, int64_t sid, const char *step,
 static int alloc_serial(ks_reg_t *reg, const char *prefix, char *out,
 			size_t cap)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int64_t next = 0;
 	int r;
 
 	r = prep(reg,
 		 "INSERT INTO serial_counters(prefix, next) VALUES(?, 1) "
-		 "ON CONFLICT(prefix) DO UPDATE SET next = next + 1 "
+		 "ON CONFLICT(prefix) DO UPDATE SET next = serial_counters.next + 1 "
 		 "RETURNING next",
 		 &st);
 	if (r != KS_OK)
 		return r;
 	bind_text(st, 1, prefix);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		next = sqlite3_column_int64(st, 0);
+	if (ks_db_step(st) == KS_DB_ROW)
+		next = ks_db_col_int64(st, 0);
 	else
-		r = ks_reg_sqlite_err(reg, sqlite3_extended_errcode(reg->db),
+		r = ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
 				      "serial counter");
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	if (r != KS_OK)
 		return r;
 	if ((size_t)snprintf(out, cap, "%s-%06lld", prefix, (long long)next) >=
@@ -1097,7 +1157,7 @@ typedef struct {
 
 static int lot_lookup(ks_reg_t *reg, const char *name, lot_row_t *lot)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 	int rc;
 
@@ -1108,19 +1168,19 @@ static int lot_lookup(ks_reg_t *reg, const char *name, lot_row_t *lot)
 	if (r != KS_OK)
 		return r;
 	bind_text(st, 1, name);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		lot->id = sqlite3_column_int64(st, 0);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW) {
+		lot->id = ks_db_col_int64(st, 0);
 		col_text(st, 1, lot->profile, sizeof(lot->profile));
 		col_text(st, 2, lot->prefix, sizeof(lot->prefix));
-		lot->quota = sqlite3_column_int64(st, 3);
-		lot->closed = sqlite3_column_int(st, 4);
-	} else if (rc == SQLITE_DONE) {
+		lot->quota = ks_db_col_int64(st, 3);
+		lot->closed = ks_db_col_int(st, 4);
+	} else if (rc == KS_DB_DONE) {
 		r = KS_ERR_NOTFOUND;
 	} else {
-		r = ks_reg_sqlite_err(reg, rc, "lot lookup");
+		r = ks_reg_db_err(reg, rc, "lot lookup");
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return r;
 }
 
@@ -1132,7 +1192,7 @@ typedef struct {
 static int device_lookup(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 			 dev_row_t *dev)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 	int rc;
 
@@ -1145,21 +1205,21 @@ static int device_lookup(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 	if (r != KS_OK)
 		return r;
 	bind_blob(st, 1, uid, uid_len);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		dev->id = sqlite3_column_int64(st, 0);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW) {
+		dev->id = ks_db_col_int64(st, 0);
 		col_text(st, 1, dev->active_cert, sizeof(dev->active_cert));
-	} else if (rc != SQLITE_DONE) {
-		r = ks_reg_sqlite_err(reg, rc, "device lookup");
+	} else if (rc != KS_DB_DONE) {
+		r = ks_reg_db_err(reg, rc, "device lookup");
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return r;
 }
 
 static int quota_check(ks_reg_t *reg, const lot_row_t *lot,
 		       const uint8_t *uid, size_t uid_len)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int64_t used = 0;
 	int r;
 
@@ -1173,13 +1233,13 @@ static int quota_check(ks_reg_t *reg, const lot_row_t *lot,
 		 &st);
 	if (r != KS_OK)
 		return r;
-	sqlite3_bind_int64(st, 1, lot->id);
+	ks_db_bind_int64(st, 1, lot->id);
 	bind_blob(st, 2, uid, uid_len);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		used = sqlite3_column_int64(st, 0);
+	if (ks_db_step(st) == KS_DB_ROW)
+		used = ks_db_col_int64(st, 0);
 	else
-		r = ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db), "quota");
-	sqlite3_finalize(st);
+		r = ks_reg_db_err(reg, ks_db_last_err(reg->dbh), "quota");
+	ks_db_finish(&st);
 	if (r == KS_OK && used >= lot->quota)
 		r = KS_ERR_QUOTA;
 	return r;
@@ -1191,7 +1251,7 @@ static int upsert_device(ks_reg_t *reg, const dev_row_t *dev,
 			 ks_reg_key_origin_t origin, int64_t now,
 			 int64_t *device_id)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 
 	if (dev->id == 0)
@@ -1211,14 +1271,14 @@ static int upsert_device(ks_reg_t *reg, const dev_row_t *dev,
 	bind_blob(st, 1, uid, uid_len);
 	bind_text(st, 2, serial);
 	bind_text(st, 3, ks_reg_key_origin_name(origin));
-	sqlite3_bind_int64(st, 4, lot->id);
+	ks_db_bind_int64(st, 4, lot->id);
 	bind_text(st, 5, reg->station);
-	sqlite3_bind_int(st, 6, slot);
-	sqlite3_bind_int64(st, 7, now);
+	ks_db_bind_int64(st, 6, slot);
+	ks_db_bind_int64(st, 7, now);
 	r = run(reg, st, "device upsert");
 	if (r == KS_OK)
 		*device_id = dev->id ? dev->id
-				     : sqlite3_last_insert_rowid(reg->db);
+				     : ks_db_last_rowid(reg->dbh);
 	return r;
 }
 
@@ -1227,7 +1287,7 @@ int ks_reg_session_begin(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 			 ks_reg_key_origin_t key_origin, int reprovision,
 			 const char *actor, ks_reg_session_t *session)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	lot_row_t lot;
 	dev_row_t dev;
 	char serial[KS_REG_SERIAL_MAX];
@@ -1289,20 +1349,20 @@ int ks_reg_session_begin(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 	if (r != KS_OK)
 		goto out;
 	bind_blob(st, 1, uid, uid_len);
-	sqlite3_bind_int64(st, 2, device_id);
+	ks_db_bind_int64(st, 2, device_id);
 	bind_text(st, 3, serial);
-	sqlite3_bind_int64(st, 4, lot.id);
+	ks_db_bind_int64(st, 4, lot.id);
 	bind_text(st, 5, profile);
 	bind_text(st, 6, reg->station);
-	sqlite3_bind_int(st, 7, slot);
+	ks_db_bind_int64(st, 7, slot);
 	bind_text(st, 8, ks_reg_key_origin_name(key_origin));
-	sqlite3_bind_int(st, 9, reprovision ? 1 : 0);
-	sqlite3_bind_int64(st, 10, now);
-	sqlite3_bind_int64(st, 11, now);
+	ks_db_bind_int64(st, 9, reprovision ? 1 : 0);
+	ks_db_bind_int64(st, 10, now);
+	ks_db_bind_int64(st, 11, now);
 	r = run(reg, st, "insert session");
 	if (r != KS_OK)
 		goto out;
-	sid = sqlite3_last_insert_rowid(reg->db);
+	sid = ks_db_last_rowid(reg->dbh);
 	ks_reg_fault(reg, "begin:session");
 	r = record_step(reg, sid, "RESERVED", now);
 	if (r != KS_OK)
@@ -1374,7 +1434,7 @@ typedef struct {
 
 static int sess_load(ks_reg_t *reg, int64_t id, sess_row_t *s)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 	int rc;
 	int n;
@@ -1386,26 +1446,26 @@ static int sess_load(ks_reg_t *reg, int64_t id, sess_row_t *s)
 		 &st);
 	if (r != KS_OK)
 		return r;
-	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		s->id = sqlite3_column_int64(st, 0);
-		s->device_id = sqlite3_column_int64(st, 1);
-		n = sqlite3_column_bytes(st, 2);
+	ks_db_bind_int64(st, 1, id);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW) {
+		s->id = ks_db_col_int64(st, 0);
+		s->device_id = ks_db_col_int64(st, 1);
+		n = (int)ks_db_col_bytes(st, 2);
 		if (n > 0 && (size_t)n <= KS_REG_UID_MAX) {
-			memcpy(s->uid, sqlite3_column_blob(st, 2), (size_t)n);
+			memcpy(s->uid, ks_db_col_blob(st, 2), (size_t)n);
 			s->uid_len = (size_t)n;
 		}
 		col_text(st, 3, s->serial, sizeof(s->serial));
 		s->state = (ks_reg_state_t)ks_reg_state_parse(
-			(const char *)sqlite3_column_text(st, 4));
+			ks_db_col_text(st, 4));
 		s->has_pubkey = col_hash(st, 5, s->pubkey);
-	} else if (rc == SQLITE_DONE) {
+	} else if (rc == KS_DB_DONE) {
 		r = KS_ERR_NOTFOUND;
 	} else {
-		r = ks_reg_sqlite_err(reg, rc, "session load");
+		r = ks_reg_db_err(reg, rc, "session load");
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return r;
 }
 
@@ -1413,19 +1473,20 @@ static int sess_load(ks_reg_t *reg, int64_t id, sess_row_t *s)
 static int set_state(ks_reg_t *reg, const sess_row_t *s, ks_reg_state_t to,
 		     int64_t now)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 
 	r = prep(reg,
 		 "UPDATE sessions SET state = ?1, updated_ms = ?2, ended_ms = "
-		 "CASE WHEN ?3 THEN ?2 ELSE NULL END WHERE id = ?4",
+		 "CASE WHEN ?3 <> 0 THEN CAST(?2 AS BIGINT) ELSE NULL END "
+		 "WHERE id = ?4",
 		 &st);
 	if (r != KS_OK)
 		return r;
 	bind_text(st, 1, ks_reg_state_name(to));
-	sqlite3_bind_int64(st, 2, now);
-	sqlite3_bind_int(st, 3, ks_reg_state_is_final(to));
-	sqlite3_bind_int64(st, 4, s->id);
+	ks_db_bind_int64(st, 2, now);
+	ks_db_bind_int64(st, 3, ks_reg_state_is_final(to));
+	ks_db_bind_int64(st, 4, s->id);
 	r = run(reg, st, "session state");
 	if (r != KS_OK)
 		return r;
@@ -1437,8 +1498,8 @@ static int set_state(ks_reg_t *reg, const sess_row_t *s, ks_reg_state_t to,
 	if (r != KS_OK)
 		return r;
 	bind_text(st, 1, ks_reg_state_name(to));
-	sqlite3_bind_int64(st, 2, now);
-	sqlite3_bind_int64(st, 3, s->device_id);
+	ks_db_bind_int64(st, 2, now);
+	ks_db_bind_int64(st, 3, s->device_id);
 	bind_text(st, 4, s->serial);
 	r = run(reg, st, "device state");
 	if (r != KS_OK)
@@ -1467,16 +1528,16 @@ static int update_session_col(ks_reg_t *reg, const char *sql, int64_t id,
 			      const void *blob, size_t blob_len,
 			      int64_t ival)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r = prep(reg, sql, &st);
 
 	if (r != KS_OK)
 		return r;
-	sqlite3_bind_int64(st, 1, id);
+	ks_db_bind_int64(st, 1, id);
 	if (blob != NULL)
 		bind_blob(st, 2, blob, blob_len);
 	else
-		sqlite3_bind_int64(st, 2, ival);
+		ks_db_bind_int64(st, 2, ival);
 	return run(reg, st, sql);
 }
 
@@ -1547,7 +1608,7 @@ static int keyed_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
 		       char **details)
 {
 	const keyed_arg_t *a = arg;
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	char hex[65];
 	int r;
 
@@ -1559,7 +1620,7 @@ static int keyed_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
 		return r;
 	bind_blob(st, 1, a->hash, 32);
 	bind_text(st, 2, ks_reg_key_origin_name(a->origin));
-	sqlite3_bind_int64(st, 3, s->id);
+	ks_db_bind_int64(st, 3, s->id);
 	r = run(reg, st, "keyed");
 	if (r != KS_OK)
 		return r;
@@ -1658,7 +1719,7 @@ int ks_reg_locked(ks_reg_t *reg, int64_t session_id, uint32_t lock_bits,
 static int session_cert(ks_reg_t *reg, int64_t sid, const char *status,
 			int64_t *id, char *serial, size_t cap)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 	int rc;
 
@@ -1670,23 +1731,23 @@ static int session_cert(ks_reg_t *reg, int64_t sid, const char *status,
 		 &st);
 	if (r != KS_OK)
 		return r;
-	sqlite3_bind_int64(st, 1, sid);
+	ks_db_bind_int64(st, 1, sid);
 	bind_text(st, 2, status);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*id = sqlite3_column_int64(st, 0);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW) {
+		*id = ks_db_col_int64(st, 0);
 		col_text(st, 1, serial, cap);
-	} else if (rc != SQLITE_DONE) {
-		r = ks_reg_sqlite_err(reg, rc, "session cert");
+	} else if (rc != KS_DB_DONE) {
+		r = ks_reg_db_err(reg, rc, "session cert");
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return r;
 }
 
 static int active_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
 			char **details)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	char serial[KS_REG_SERIAL_MAX * 2];
 	char old[KS_REG_SERIAL_MAX * 2] = "";
 	int64_t cert_id = 0;
@@ -1710,12 +1771,12 @@ static int active_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
 		 &st);
 	if (r != KS_OK)
 		return r;
-	sqlite3_bind_int64(st, 1, s->device_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	ks_db_bind_int64(st, 1, s->device_id);
+	while ((rc = ks_db_step(st)) == KS_DB_ROW)
 		col_text(st, 0, old, sizeof(old));
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		return ks_reg_sqlite_err(reg, rc, "supersede");
+	ks_db_finish(&st);
+	if (rc != KS_DB_DONE)
+		return ks_reg_db_err(reg, rc, "supersede");
 	r = update_session_col(reg,
 			       "UPDATE certificates SET status = 'ACTIVE' WHERE "
 			       "id = ?1 AND ?2 = ?2",
@@ -1728,9 +1789,9 @@ static int active_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
 		 &st);
 	if (r != KS_OK)
 		return r;
-	sqlite3_bind_int64(st, 1, cert_id);
-	sqlite3_bind_int64(st, 2, cert_id);
-	sqlite3_bind_int64(st, 3, s->device_id);
+	ks_db_bind_int64(st, 1, cert_id);
+	ks_db_bind_int64(st, 2, cert_id);
+	ks_db_bind_int64(st, 3, s->device_id);
 	r = run(reg, st, "device cert");
 	if (r != KS_OK)
 		return r;
@@ -1750,7 +1811,7 @@ int ks_reg_active(ks_reg_t *reg, int64_t session_id, const char *actor)
 
 int ks_reg_boot_key(ks_reg_t *reg, int64_t session_id, const uint8_t hash[32])
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	sess_row_t s;
 	uint8_t old[32];
 	int has_old = 0;
@@ -1777,13 +1838,13 @@ int ks_reg_boot_key(ks_reg_t *reg, int64_t session_id, const uint8_t hash[32])
 	r = prep(reg, "SELECT boot_key_hash FROM sessions WHERE id = ?", &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_int64(st, 1, session_id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	ks_db_bind_int64(st, 1, session_id);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW)
 		has_old = col_hash(st, 0, old);
 	else
-		r = ks_reg_sqlite_err(reg, rc, "boot key lookup");
-	sqlite3_finalize(st);
+		r = ks_reg_db_err(reg, rc, "boot key lookup");
+	ks_db_finish(&st);
 	if (r != KS_OK)
 		goto out;
 	if (has_old) {
@@ -1907,7 +1968,7 @@ static int issued_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
 			char **details)
 {
 	issue_arg_t *a = (issue_arg_t *)(uintptr_t)arg;
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	cert_facts_t f;
 	char pk[65], dh[65];
 	int r;
@@ -1941,11 +2002,11 @@ static int issued_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
 	bind_text(st, 2, f.serial_hex);
 	bind_blob(st, 3, f.pubkey_sha256, 32);
 	bind_text(st, 4, f.subject);
-	sqlite3_bind_int64(st, 5, f.not_before);
-	sqlite3_bind_int64(st, 6, f.not_after);
-	sqlite3_bind_int64(st, 7, s->device_id);
-	sqlite3_bind_int64(st, 8, s->id);
-	sqlite3_bind_int64(st, 9, ks_reg_now_ms());
+	ks_db_bind_int64(st, 5, f.not_before);
+	ks_db_bind_int64(st, 6, f.not_after);
+	ks_db_bind_int64(st, 7, s->device_id);
+	ks_db_bind_int64(st, 8, s->id);
+	ks_db_bind_int64(st, 9, ks_reg_now_ms());
 	r = run(reg, st, "insert certificate");
 	if (r != KS_OK)
 		return r;
@@ -2011,7 +2072,7 @@ unlock:
 int ks_reg_fail(ks_reg_t *reg, int64_t session_id, ks_reg_state_t outcome,
 		const char *reason, const char *actor)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	sess_row_t s;
 	char serial[KS_REG_SERIAL_MAX * 2];
 	char *details = NULL;
@@ -2075,7 +2136,7 @@ int ks_reg_fail(ks_reg_t *reg, int64_t session_id, ks_reg_state_t outcome,
 	if (r != KS_OK)
 		goto out;
 	bind_text(st, 1, reason);
-	sqlite3_bind_int64(st, 2, s.id);
+	ks_db_bind_int64(st, 2, s.id);
 	r = run(reg, st, "failure reason");
 	if (r != KS_OK)
 		goto out;
@@ -2106,39 +2167,39 @@ unlock:
 	"FROM devices d JOIN lots l ON l.id = d.lot_id LEFT JOIN "        \
 	"certificates c ON c.id = d.cert_id AND c.status = 'ACTIVE' "
 
-static void device_from_row(sqlite3_stmt *st, ks_reg_device_t *d)
+static void device_from_row(ks_db_stmt_t *st, ks_reg_device_t *d)
 {
 	int n;
 
 	memset(d, 0, sizeof(*d));
-	d->id = sqlite3_column_int64(st, 0);
-	n = sqlite3_column_bytes(st, 1);
+	d->id = ks_db_col_int64(st, 0);
+	n = (int)ks_db_col_bytes(st, 1);
 	if (n > 0 && (size_t)n <= KS_REG_UID_MAX) {
-		memcpy(d->uid, sqlite3_column_blob(st, 1), (size_t)n);
+		memcpy(d->uid, ks_db_col_blob(st, 1), (size_t)n);
 		d->uid_len = (size_t)n;
 	}
 	col_text(st, 2, d->serial, sizeof(d->serial));
 	d->state = (ks_reg_state_t)ks_reg_state_parse(
-		(const char *)sqlite3_column_text(st, 3));
+		ks_db_col_text(st, 3));
 	d->key_origin = (ks_reg_key_origin_t)key_origin_parse(
-		(const char *)sqlite3_column_text(st, 4));
+		ks_db_col_text(st, 4));
 	col_text(st, 5, d->lot, sizeof(d->lot));
 	col_text(st, 6, d->station, sizeof(d->station));
-	d->slot = sqlite3_column_int(st, 7);
-	d->has_lock_bits = sqlite3_column_type(st, 8) != SQLITE_NULL;
-	d->lock_bits = (uint32_t)sqlite3_column_int64(st, 8);
+	d->slot = ks_db_col_int(st, 7);
+	d->has_lock_bits = ks_db_col_type(st, 8) != KS_DB_T_NULL;
+	d->lock_bits = (uint32_t)ks_db_col_int64(st, 8);
 	d->has_identity_digest = col_hash(st, 9, d->identity_digest);
 	d->has_pubkey = col_hash(st, 10, d->pubkey_sha256);
 	col_text(st, 11, d->cert_serial, sizeof(d->cert_serial));
-	d->created_ms = sqlite3_column_int64(st, 12);
-	d->updated_ms = sqlite3_column_int64(st, 13);
+	d->created_ms = ks_db_col_int64(st, 12);
+	d->updated_ms = ks_db_col_int64(st, 13);
 	d->has_boot_key = col_hash(st, 14, d->boot_key_hash);
 }
 
 int ks_reg_device_get(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 		      const char *serial, ks_reg_device_t *out)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 	int rc;
 
@@ -2160,15 +2221,15 @@ int ks_reg_device_get(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 		bind_blob(st, 1, uid, uid_len);
 	else
 		bind_text(st, 1, serial);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW)
 		device_from_row(st, out);
-	else if (rc == SQLITE_DONE)
+	else if (rc == KS_DB_DONE)
 		r = KS_ERR_NOTFOUND;
 	else
-		r = ks_reg_sqlite_err(reg, rc, "device get");
+		r = ks_reg_db_err(reg, rc, "device get");
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	pthread_mutex_unlock(&reg->mu);
 	return r;
 }
@@ -2176,7 +2237,7 @@ out:
 int ks_reg_device_list(ks_reg_t *reg, const ks_reg_filter_t *filter,
 		       ks_reg_device_t **out, size_t *n)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	ks_reg_device_t *arr = NULL;
 	size_t cnt = 0, cap = 0;
 	int r;
@@ -2203,10 +2264,10 @@ int ks_reg_device_list(ks_reg_t *reg, const ks_reg_filter_t *filter,
 					 ? ks_reg_state_name(filter->state)
 					 : NULL);
 	}
-	sqlite3_bind_int64(st, 4, (filter && filter->limit)
+	ks_db_bind_int64(st, 4, (filter && filter->limit)
 					  ? (int64_t)filter->limit
 					  : -1);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = ks_db_step(st)) == KS_DB_ROW) {
 		ks_reg_device_t *p = grow(arr, cnt, &cap, sizeof(*arr));
 
 		if (p == NULL) {
@@ -2216,15 +2277,15 @@ int ks_reg_device_list(ks_reg_t *reg, const ks_reg_filter_t *filter,
 		arr = p;
 		device_from_row(st, &arr[cnt++]);
 	}
-	if (rc != SQLITE_DONE) {
-		r = ks_reg_sqlite_err(reg, rc, "device list");
+	if (rc != KS_DB_DONE) {
+		r = ks_reg_db_err(reg, rc, "device list");
 		goto out;
 	}
 	*out = arr;
 	*n = cnt;
 	arr = NULL;
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	pthread_mutex_unlock(&reg->mu);
 	free(arr);
 	return r;
@@ -2232,7 +2293,7 @@ out:
 
 int ks_reg_counts(ks_reg_t *reg, ks_reg_counts_t *out)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r;
 	int rc;
 
@@ -2247,19 +2308,19 @@ int ks_reg_counts(ks_reg_t *reg, ks_reg_counts_t *out)
 	if (r != KS_OK)
 		goto out;
 	bind_text(st, 1, reg->station);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = ks_db_step(st)) == KS_DB_ROW) {
 		int s = ks_reg_state_parse(
-			(const char *)sqlite3_column_text(st, 0));
-		uint64_t c = (uint64_t)sqlite3_column_int64(st, 1);
+			ks_db_col_text(st, 0));
+		uint64_t c = (uint64_t)ks_db_col_int64(st, 1);
 
 		if (s >= 0)
 			out->by_state[s] = c;
 		out->sessions += c;
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	st = NULL;
-	if (rc != SQLITE_DONE) {
-		r = ks_reg_sqlite_err(reg, rc, "counts");
+	if (rc != KS_DB_DONE) {
+		r = ks_reg_db_err(reg, rc, "counts");
 		goto out;
 	}
 	r = prep(reg,
@@ -2270,15 +2331,15 @@ int ks_reg_counts(ks_reg_t *reg, ks_reg_counts_t *out)
 	if (r != KS_OK)
 		goto out;
 	bind_text(st, 1, reg->station);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		out->devices_active = (uint64_t)sqlite3_column_int64(st, 0);
-		out->audit_events = (uint64_t)sqlite3_column_int64(st, 1);
-		out->audit_head_seq = sqlite3_column_int64(st, 2);
+	if (ks_db_step(st) == KS_DB_ROW) {
+		out->devices_active = (uint64_t)ks_db_col_int64(st, 0);
+		out->audit_events = (uint64_t)ks_db_col_int64(st, 1);
+		out->audit_head_seq = ks_db_col_int64(st, 2);
 	} else {
-		r = ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db), "counts");
+		r = ks_reg_db_err(reg, ks_db_last_err(reg->dbh), "counts");
 	}
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	pthread_mutex_unlock(&reg->mu);
 	return r;
 }

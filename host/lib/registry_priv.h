@@ -12,10 +12,14 @@
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
+#include "host/lib/db.h"
+
 #include "host/lib/registry.h"
 
 struct ks_reg {
-	sqlite3 *db;
+	ks_db_t *dbh;       /* the database layer (SQLite or PostgreSQL) */
+	sqlite3 *db;        /* the same connection on SQLite, else NULL:
+			     * for code not yet on the database layer */
 	pthread_mutex_t mu; /* guards db and everything below */
 	char station[KS_REG_NAME_MAX];
 	EVP_PKEY *key;      /* station key for checkpoints, or NULL */
@@ -48,7 +52,12 @@ KS_REG_WUR int ks_reg_tx_commit(ks_reg_t *reg);
 void ks_reg_tx_rollback(ks_reg_t *reg);
 void ks_reg_fault(ks_reg_t *reg, const char *point);
 int64_t ks_reg_now_ms(void);
-/** Map a SQLite result code to ks_err_t (constraint -> DUPLICATE). */
+/**
+ * Map a ks_db_err_t to ks_err_t (unique constraint -> DUPLICATE, busy /
+ * serialisation -> BUSY, connection lost -> UNAVAILABLE), logging `what`.
+ */
+int ks_reg_db_err(ks_reg_t *reg, int rc, const char *what);
+/** Map a SQLite result code of reg->db to ks_err_t (SQLite only). */
 int ks_reg_sqlite_err(ks_reg_t *reg, int rc, const char *what);
 /** Lower-case hex of n bytes into out (2n+1 bytes). */
 void ks_reg_hex(const uint8_t *in, size_t n, char *out);

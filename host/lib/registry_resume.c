@@ -17,7 +17,7 @@
 int ks_reg_interrupted(ks_reg_t *reg, int64_t session_id, const char *reason,
 		       const char *actor)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	ks_reg_session_t s;
 	ks_audit_ev_t ev;
 	json_t *details = NULL;
@@ -44,26 +44,23 @@ int ks_reg_interrupted(ks_reg_t *reg, int64_t session_id, const char *reason,
 	if (rc != KS_OK)
 		goto out;
 	began = 1;
-	if (sqlite3_prepare_v2(reg->db,
-			       "UPDATE sessions SET failure_reason = ?1, "
+	if (ks_db_prepare(reg->dbh, "UPDATE sessions SET failure_reason = ?1, "
 			       "updated_ms = ?2 WHERE id = ?3 AND state NOT IN "
-			       "('ACTIVE','FAILED','VOID','SCRAPPED')",
-			       -1, &st, NULL) != SQLITE_OK) {
-		rc = ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db),
+			       "('ACTIVE','FAILED','VOID','SCRAPPED')", &st) != KS_DB_EOK) {
+		rc = ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
 				       "interrupted: prepare");
 		goto out;
 	}
 	/* no copy: a copying bind can fail for memory, unnoticed */
-	sqlite3_bind_text(st, 1, reason != NULL ? reason : "", -1,
-			  SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, ks_reg_now_ms());
-	sqlite3_bind_int64(st, 3, session_id);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_DONE) {
-		rc = ks_reg_sqlite_err(reg, rc, "interrupted: update");
+	ks_db_bind_text(st, 1, reason != NULL ? reason : "");
+	ks_db_bind_int64(st, 2, ks_reg_now_ms());
+	ks_db_bind_int64(st, 3, session_id);
+	rc = ks_db_step(st);
+	if (rc != KS_DB_DONE) {
+		rc = ks_reg_db_err(reg, rc, "interrupted: update");
 		goto out;
 	}
-	if (sqlite3_changes(reg->db) != 1) {
+	if (ks_db_changes(reg->dbh) != 1) {
 		rc = KS_ERR_STATE;
 		goto out;
 	}
@@ -81,7 +78,7 @@ int ks_reg_interrupted(ks_reg_t *reg, int64_t session_id, const char *reason,
 	rc = ks_reg_tx_commit(reg);
 	began = 0;
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	if (began)
 		ks_reg_tx_rollback(reg);
 	pthread_mutex_unlock(&reg->mu);
@@ -94,7 +91,7 @@ out_unlocked:
 int ks_reg_session_cert(ks_reg_t *reg, int64_t session_id, uint8_t **der,
 			size_t *der_len, char *serial_hex, size_t serial_cap)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	const void *blob;
 	int n, rc;
 
@@ -103,26 +100,24 @@ int ks_reg_session_cert(ks_reg_t *reg, int64_t session_id, uint8_t **der,
 	*der = NULL;
 	*der_len = 0;
 	pthread_mutex_lock(&reg->mu);
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT der, serial_hex FROM certificates "
-			       "WHERE session_id = ?1",
-			       -1, &st, NULL) != SQLITE_OK) {
-		rc = ks_reg_sqlite_err(reg, sqlite3_errcode(reg->db),
+	if (ks_db_prepare(reg->dbh, "SELECT der, serial_hex FROM certificates "
+			       "WHERE session_id = ?1", &st) != KS_DB_EOK) {
+		rc = ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
 				       "session cert: prepare");
 		goto out;
 	}
-	sqlite3_bind_int64(st, 1, session_id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
+	ks_db_bind_int64(st, 1, session_id);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_DONE) {
 		rc = KS_ERR_NOTFOUND;
 		goto out;
 	}
-	if (rc != SQLITE_ROW) {
-		rc = ks_reg_sqlite_err(reg, rc, "session cert: step");
+	if (rc != KS_DB_ROW) {
+		rc = ks_reg_db_err(reg, rc, "session cert: step");
 		goto out;
 	}
-	blob = sqlite3_column_blob(st, 0);
-	n = sqlite3_column_bytes(st, 0);
+	blob = ks_db_col_blob(st, 0);
+	n = (int)ks_db_col_bytes(st, 0);
 	if (blob == NULL || n <= 0) {
 		rc = KS_ERR_DB;
 		goto out;
@@ -135,34 +130,32 @@ int ks_reg_session_cert(ks_reg_t *reg, int64_t session_id, uint8_t **der,
 	memcpy(*der, blob, (size_t)n);
 	*der_len = (size_t)n;
 	if (serial_hex != NULL && serial_cap > 0) {
-		const unsigned char *t = sqlite3_column_text(st, 1);
+		const char *t = ks_db_col_text(st, 1);
 
 		snprintf(serial_hex, serial_cap, "%s",
 			 t != NULL ? (const char *)t : "");
 	}
 	rc = KS_OK;
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	pthread_mutex_unlock(&reg->mu);
 	return rc;
 }
 
 int ks_reg_pubkey_known(ks_reg_t *reg, const uint8_t pubkey_sha256[32])
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int known = 0;
 
 	if (reg == NULL || pubkey_sha256 == NULL)
 		return 0;
 	pthread_mutex_lock(&reg->mu);
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT 1 FROM certificates WHERE pubkey_sha256 "
-			       "= ?1 AND status <> 'VOID' LIMIT 1",
-			       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_blob(st, 1, pubkey_sha256, 32, SQLITE_STATIC);
-		known = sqlite3_step(st) == SQLITE_ROW;
+	if (ks_db_prepare(reg->dbh, "SELECT 1 FROM certificates WHERE pubkey_sha256 "
+			       "= ?1 AND status <> 'VOID' LIMIT 1", &st) == KS_DB_EOK) {
+		ks_db_bind_blob(st, 1, pubkey_sha256, 32);
+		known = ks_db_step(st) == KS_DB_ROW;
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	pthread_mutex_unlock(&reg->mu);
 	return known;
 }

@@ -25,7 +25,7 @@ int ks_reg_device_rma(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 		      const char *reason, const char *actor,
 		      char *cert_serial, size_t cert_cap)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int64_t dev_id = 0, cert_id = 0, now = ks_reg_now_ms();
 	char serial[KS_REG_SERIAL_MAX], cserial[KS_REG_SERIAL_MAX * 2];
 	char prev[32];
@@ -45,35 +45,32 @@ int ks_reg_device_rma(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 	r = ks_reg_tx_begin(reg);
 	if (r != KS_OK)
 		goto unlock;
-	rc = sqlite3_prepare_v2(
-		reg->db,
-		"SELECT d.id, d.serial, d.state, IFNULL(d.cert_id, 0), "
+	rc = ks_db_prepare(reg->dbh, "SELECT d.id, d.serial, d.state, IFNULL(d.cert_id, 0), "
 		"IFNULL(c.serial_hex, '') FROM devices d LEFT JOIN certificates "
-		"c ON c.id = d.cert_id AND c.status = 'ACTIVE' WHERE d.uid = ?1",
-		-1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		r = ks_reg_sqlite_err(reg, rc, "rma: device");
+		"c ON c.id = d.cert_id AND c.status = 'ACTIVE' WHERE d.uid = ?1", &st);
+	if (rc != KS_DB_EOK) {
+		r = ks_reg_db_err(reg, rc, "rma: device");
 		goto out;
 	}
-	sqlite3_bind_blob(st, 1, uid, (int)uid_len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
+	ks_db_bind_blob(st, 1, uid, uid_len);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_DONE) {
 		r = KS_ERR_NOTFOUND;
 		goto out;
 	}
-	if (rc != SQLITE_ROW) {
-		r = ks_reg_sqlite_err(reg, rc, "rma: device");
+	if (rc != KS_DB_ROW) {
+		r = ks_reg_db_err(reg, rc, "rma: device");
 		goto out;
 	}
-	dev_id = sqlite3_column_int64(st, 0);
+	dev_id = ks_db_col_int64(st, 0);
 	snprintf(serial, sizeof(serial), "%s",
-		 (const char *)sqlite3_column_text(st, 1));
+		 ks_db_col_text(st, 1));
 	snprintf(prev, sizeof(prev), "%s",
-		 (const char *)sqlite3_column_text(st, 2));
-	cert_id = sqlite3_column_int64(st, 3);
+		 ks_db_col_text(st, 2));
+	cert_id = ks_db_col_int64(st, 3);
 	snprintf(cserial, sizeof(cserial), "%s",
-		 (const char *)sqlite3_column_text(st, 4));
-	sqlite3_finalize(st);
+		 ks_db_col_text(st, 4));
+	ks_db_finish(&st);
 	st = NULL;
 	/* an unfinished session must end first (it may still deliver) */
 	if (ks_reg_state_is_final((ks_reg_state_t)ks_reg_state_parse(prev)) ==
@@ -101,37 +98,33 @@ int ks_reg_device_rma(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 				    .cert_serial = cserial,
 				    .details = details};
 
-		rc = sqlite3_prepare_v2(reg->db,
-					"UPDATE certificates SET status = "
-					"'VOID' WHERE id = ?1",
-					-1, &st, NULL);
-		if (rc == SQLITE_OK) {
-			sqlite3_bind_int64(st, 1, cert_id);
-			rc = sqlite3_step(st);
+		rc = ks_db_prepare(reg->dbh, "UPDATE certificates SET status = "
+					"'VOID' WHERE id = ?1", &st);
+		if (rc == KS_DB_EOK) {
+			ks_db_bind_int64(st, 1, cert_id);
+			rc = ks_db_step(st);
 		}
-		sqlite3_finalize(st);
+		ks_db_finish(&st);
 		st = NULL;
-		if (rc != SQLITE_DONE) {
-			r = ks_reg_sqlite_err(reg, rc, "rma: void certificate");
+		if (rc != KS_DB_DONE) {
+			r = ks_reg_db_err(reg, rc, "rma: void certificate");
 			goto out;
 		}
 		r = ks_audit_append(reg, &ev, NULL);
 		if (r != KS_OK)
 			goto out;
 	}
-	rc = sqlite3_prepare_v2(reg->db,
-				"UPDATE devices SET state = 'SCRAPPED', "
-				"cert_id = NULL, updated_ms = ?2 WHERE id = ?1",
-				-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, dev_id);
-		sqlite3_bind_int64(st, 2, now);
-		rc = sqlite3_step(st);
+	rc = ks_db_prepare(reg->dbh, "UPDATE devices SET state = 'SCRAPPED', "
+				"cert_id = NULL, updated_ms = ?2 WHERE id = ?1", &st);
+	if (rc == KS_DB_EOK) {
+		ks_db_bind_int64(st, 1, dev_id);
+		ks_db_bind_int64(st, 2, now);
+		rc = ks_db_step(st);
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	st = NULL;
-	if (rc != SQLITE_DONE) {
-		r = ks_reg_sqlite_err(reg, rc, "rma: device state");
+	if (rc != KS_DB_DONE) {
+		r = ks_reg_db_err(reg, rc, "rma: device state");
 		goto out;
 	}
 	{
@@ -149,7 +142,7 @@ int ks_reg_device_rma(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 	if (r == KS_OK && cert_serial != NULL && cert_cap > 0)
 		snprintf(cert_serial, cert_cap, "%s", cserial);
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	if (r != KS_OK)
 		ks_reg_tx_rollback(reg);
 unlock:
