@@ -3,6 +3,7 @@
 #include "mbedtls/platform_util.h"
 
 #include "device/core/agent.h"
+#include "device/core/secboot.h"
 #include "device/hal/hal.h"
 
 /* Every handler: decode p[0..n), act, and on success encode its response
@@ -149,6 +150,42 @@ static bool can_secure(const ka_agent_t *a)
 	return ka_hal_rng_available() || a->pubkey_ok;
 }
 
+/* The secure-boot key-hash slot, for HELLO, STATUS and COMMIT: *present
+ * false when it is free or cannot be read (a damaged slot is refused
+ * when COMMIT tries to write it). */
+static void boot_key(uint8_t hash[32], bool *present)
+{
+	if (ka_sb_keyhash_read(hash, present) != KP_ST_OK)
+		*present = false;
+}
+
+/* COMMIT's secure-boot key hash: written once, the same hash again is
+ * fine, another one is refused before the identity is committed. */
+static kp_status_t write_boot_key(ka_agent_t *a, const uint8_t hash[32])
+{
+	uint8_t cur[32];
+	bool present = false;
+	kp_status_t r;
+
+	r = ka_sb_keyhash_read(cur, &present);
+	if (r == KP_ST_OK && present && memcmp(cur, hash, 32) != 0)
+		r = KP_ST_BAD_STATE;
+	else if (r == KP_ST_OK && !present)
+		r = ka_sb_keyhash_write(hash);
+	else if (r == KP_ST_INTEGRITY)
+		r = ka_sb_keyhash_write(hash); /* completes a cut write */
+	if (r == KP_ST_BAD_STATE) {
+		a->detail = "OTP secure-boot slot (words 80..88) holds "
+			    "another key hash";
+		r = KP_ST_BOOT_KEY;
+	} else if (r == KP_ST_INTEGRITY) {
+		a->detail = "OTP secure-boot slot (words 80..88) is damaged";
+	} else if (r == KP_ST_STORAGE) {
+		a->detail = "OTP secure-boot slot write failed";
+	}
+	return r;
+}
+
 static kp_status_t encoded(kp_err_t e)
 {
 	return e == KP_OK ? KP_ST_OK : KP_ST_INTERNAL;
@@ -159,6 +196,8 @@ static kp_status_t h_hello(ka_agent_t *a, const uint8_t *p, size_t n,
 {
 	kp_hello_req_t req;
 	kp_hello_rsp_t rsp;
+	uint8_t bkh[32];
+	bool bk = false;
 	const char *board = ka_hal_board_name();
 	size_t blen = board != NULL ? strlen(board) : 0;
 
@@ -173,7 +212,7 @@ static kp_status_t h_hello(ka_agent_t *a, const uint8_t *p, size_t n,
 	rsp.proto = KP_MSG_VERSION;
 	rsp.agent_version = KA_AGENT_VERSION;
 	rsp.agent_version_len = (uint16_t)strlen(KA_AGENT_VERSION);
-	rsp.caps = KP_CAP_DEVKEY | KP_CAP_HOSTKEY;
+	rsp.caps = KP_CAP_DEVKEY | KP_CAP_HOSTKEY | KP_CAP_SECBOOT;
 	if (ka_hal_rng_available())
 		rsp.caps |= KP_CAP_TRNG;
 	if (can_secure(a))
@@ -188,6 +227,12 @@ static kp_status_t h_hello(ka_agent_t *a, const uint8_t *p, size_t n,
 	rsp.board_len = (uint16_t)(blen > 32 ? 32 : blen);
 	rsp.max_payload = KP_MAX_PAYLOAD;
 	FILL_STATE(a, &rsp, 0x07);
+	boot_key(bkh, &bk);
+	if (bk) {
+		rsp.has |= KP_BIT(0x80);
+		rsp.boot_key_hash = bkh;
+		rsp.boot_key_hash_len = 32;
+	}
 	return encoded(kp_hello_rsp_encode(&rsp, a->work, KP_MAX_PAYLOAD,
 					   rsp_len));
 }
@@ -197,12 +242,20 @@ static kp_status_t h_status(ka_agent_t *a, const uint8_t *p, size_t n,
 {
 	kp_status_req_t req;
 	kp_status_rsp_t rsp;
+	uint8_t bkh[32];
+	bool bk = false;
 
 	if (kp_status_req_decode(&req, p, n) != KP_OK)
 		return KP_ST_BAD_MESSAGE;
 	memset(&rsp, 0, sizeof(rsp));
 	FILL_STATE(a, &rsp, 0x01);
 	rsp.staged = ka_stage_bytes(&a->stage);
+	boot_key(bkh, &bk);
+	if (bk) {
+		rsp.has |= KP_BIT(0x80);
+		rsp.boot_key_hash = bkh;
+		rsp.boot_key_hash_len = 32;
+	}
 	return encoded(kp_status_rsp_encode(&rsp, a->work, KP_MAX_PAYLOAD,
 					    rsp_len));
 }
@@ -482,7 +535,8 @@ static kp_status_t h_commit(ka_agent_t *a, const uint8_t *p, size_t n,
 {
 	kp_commit_req_t req;
 	kp_commit_rsp_t rsp;
-	uint8_t digest[32], sig[80];
+	uint8_t digest[32], sig[80], bkh[32];
+	bool bk = false;
 	uint8_t sector = 0;
 	size_t len = 0, slen = 0;
 	bool same;
@@ -517,6 +571,13 @@ static kp_status_t h_commit(ka_agent_t *a, const uint8_t *p, size_t n,
 				    : "IDENTITY missing";
 		return KP_ST_BAD_OBJECT;
 	}
+	/* the secure-boot root of trust goes first: a board whose slot
+	 * holds another key is refused before its identity is committed */
+	if (KP_HAS(&req, 0x03)) {
+		r = write_boot_key(a, req.boot_key_hash);
+		if (r != KP_ST_OK)
+			return r;
+	}
 	r = KP_ST_OK;
 	if (same && a->store.integrity == KP_ST_OK) {
 		/* already committed and intact: no write */
@@ -547,6 +608,12 @@ static kp_status_t h_commit(ka_agent_t *a, const uint8_t *p, size_t n,
 	rsp.digest = digest;
 	rsp.digest_len = 32;
 	rsp.state = (uint8_t)ka_agent_state(a);
+	boot_key(bkh, &bk); /* what the slot holds, read back */
+	if (bk) {
+		rsp.has |= KP_BIT(0x04);
+		rsp.boot_key_hash = bkh;
+		rsp.boot_key_hash_len = 32;
+	}
 	return encoded(kp_commit_rsp_encode(&rsp, a->work, KP_MAX_PAYLOAD,
 					    rsp_len));
 }

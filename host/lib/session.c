@@ -744,6 +744,16 @@ static fail_t commit(run_t *r)
 				 KS_ERR_CRYPTO);
 	o.nonce = r->nonce;
 	o.nonce_len = sizeof(r->nonce);
+	if (r->profile->has_boot_key) {
+		if ((r->hello.caps & KP_CAP_SECBOOT) == 0) {
+			reason(r, "board has no secure-boot key-hash slot (no "
+				  "SECBOOT capability) but profile %s sets "
+				  "secure_boot_key",
+			       r->profile->name);
+			return fail_(KS_ERR_UNSUPPORTED, KS_REG_FAILED);
+		}
+		o.boot_key_hash = r->profile->boot_key_hash;
+	}
 	rc = ks_agent_commit_ex(r->agent, r->digest, &o, &r->commit);
 	if (rc != KS_OK)
 		return agent_fail(r, "COMMIT", (ks_err_t)rc);
@@ -837,6 +847,29 @@ static fail_t step_verify(run_t *r)
 			  "issued certificate");
 		f = fail_(KS_ERR_VERIFY, KS_REG_SCRAPPED);
 		goto out;
+	}
+	/* the secure-boot key hash, as the board read it back from its OTP
+	 * slot, is recorded before VERIFIED (and so before LOCK) */
+	if (r->profile->has_boot_key) {
+		if (!r->commit.has_boot_key ||
+		    memcmp(r->commit.boot_key_hash, r->profile->boot_key_hash,
+			   KS_DIGEST_LEN) != 0) {
+			reason(r, "the OTP secure-boot key-hash slot (words "
+				  "80..88) reads back %s the profile's key "
+				  "hash",
+			       r->commit.has_boot_key ? "different from"
+						      : "empty instead of");
+			f = fail_(KS_ERR_VERIFY, KS_REG_SCRAPPED);
+			goto out;
+		}
+		rc = ks_reg_boot_key(r->e->reg, r->sess.id,
+				     r->profile->boot_key_hash);
+		if (rc != KS_OK) {
+			f = reg_fail(r, "recording the secure-boot key hash",
+				     rc);
+			f.park = 1;
+			goto out;
+		}
 	}
 	rc = ks_reg_verified(r->e->reg, r->sess.id, r->p->actor);
 	if (rc != KS_OK) {

@@ -16,7 +16,7 @@
 #include "host/lib/session.h"
 #include "host/lib/signer.h"
 
-#define TF_MAX_PROFILES 4
+#define TF_MAX_PROFILES 6
 
 /* One profile and the lot it issues into. */
 typedef struct {

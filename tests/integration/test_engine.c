@@ -72,6 +72,8 @@ static void setup(void)
 		{"dev", "device", "full", "L1", "T1"},
 		{"host", "host", "identity", "L2", "T2"},
 		{"open", "device", "none", "L3", "T3"},
+		{"bootA", "device", "none", "L4", "T4"},
+		{"bootB", "device", "none", "L5", "T5"},
 	};
 
 	tf_station_setup(&fx, "engine", "Kiln Test", "st-test", specs,
@@ -81,6 +83,11 @@ static void setup(void)
 	signer = fx.signer;
 	engine = fx.engine;
 	station_key = fx.station_key;
+	/* two firmware-signing keys' hashes (any 32 bytes will do here) */
+	fx.profiles[3].has_boot_key = true;
+	memset(fx.profiles[3].boot_key_hash, 0xA5, 32);
+	fx.profiles[4].has_boot_key = true;
+	memset(fx.profiles[4].boot_key_hash, 0x5A, 32);
 }
 
 static ks_simproc_t *board_rng(const char *name, const char *uid,
@@ -245,6 +252,46 @@ out:
 	return n;
 }
 
+/* 7. the secure-boot key hash: written with COMMIT, read back, recorded;
+ * a board whose slot holds another hash is scrapped */
+static void test_boot_key(void)
+{
+	ks_session_result_t res;
+	ks_simproc_t *sp;
+	ks_agent_t *a = NULL;
+	ks_agent_hello_t h;
+	ks_reg_device_t dev;
+	uint8_t want[32];
+	ks_err_t rc;
+
+	memset(want, 0xA5, sizeof(want));
+	sp = board("b6", "5152535455565758", 0);
+	rc = run(sp, "L4", "bootA", 0, &res);
+	check(rc == KS_OK && res.final == KS_STEP_ACTIVE,
+	      "session with a secure-boot key reaches ACTIVE (%s)",
+	      res.reason);
+	check_wire("device-origin with a boot key", &res);
+	check(ks_agent_open(ks_simproc_spec(sp), NULL, &a) == KS_OK &&
+		      ks_agent_hello(a, &h) == KS_OK && h.st.has_boot_key &&
+		      memcmp(h.st.boot_key_hash, want, 32) == 0 &&
+		      (h.caps & KP_CAP_SECBOOT) != 0,
+	      "the board's HELLO reports the key hash in its OTP slot");
+	ks_agent_free(&a);
+	check(ks_reg_device_get(reg, NULL, 0, res.serial, &dev) == KS_OK &&
+		      dev.has_boot_key &&
+		      memcmp(dev.boot_key_hash, want, 32) == 0,
+	      "the registry records the key hash written to the board");
+	/* re-provisioned under a profile with another firmware key */
+	rc = run(sp, "L5", "bootB", 1, &res);
+	check(rc != KS_OK && res.final == KS_STEP_SCRAPPED &&
+		      strstr(res.reason, "secure-boot") != NULL &&
+		      strstr(res.reason, "80..88") != NULL,
+	      "a board whose slot holds another key hash is scrapped: %s "
+	      "(%s)",
+	      ks_step_name(res.final), res.reason);
+	stop(&sp);
+}
+
 int main(int argc, char **argv)
 {
 	ks_session_result_t res, res2;
@@ -293,6 +340,8 @@ int main(int argc, char **argv)
 	check(cert_matches_board(&res, sp),
 	      "host-origin certificate carries the injected key");
 	stop(&sp);
+
+	test_boot_key();
 
 	/* 3b. device key origin on a board without TRNG and still blank (as
 	 * under QEMU): the station supplies the seed; with no TRNG and no
