@@ -70,6 +70,7 @@ out:
 ks_err_t ks_pubkey_point(const EVP_PKEY *key, uint8_t out[KS_P256_POINT_LEN])
 {
 	BIGNUM *x = NULL, *y = NULL;
+	size_t len = 0;
 	ks_err_t r = KS_ERR_CRYPTO;
 
 	if (key == NULL || out == NULL)
@@ -78,6 +79,16 @@ ks_err_t ks_pubkey_point(const EVP_PKEY *key, uint8_t out[KS_P256_POINT_LEN])
 		r = KS_ERR_POLICY;
 		goto out;
 	}
+	/* The encoded point in one call when the key encodes it uncompressed
+	 * (OpenSSL's default). */
+	if (EVP_PKEY_get_octet_string_param(key,
+					    OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+					    out, KS_P256_POINT_LEN, &len) == 1 &&
+	    len == KS_P256_POINT_LEN && out[0] == 0x04) {
+		r = KS_OK;
+		goto out;
+	}
+	ERR_clear_error();
 	/* X and Y as numbers: independent of the key's point encoding. */
 	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_X, &x) != 1 ||
 	    EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_EC_PUB_Y, &y) != 1)
