@@ -29,8 +29,6 @@
 
 #define FINAL_STATES "('ACTIVE', 'FAILED', 'VOID', 'SCRAPPED')"
 #define DEFAULT_ACTOR "kilnd"
-#define BUSY_TIMEOUT_MS 5000
-#define BEGIN_RETRIES 200
 
 static const char *const state_names[] = {
 #define KS_REG_X(name, str) str,
@@ -168,6 +166,14 @@ int ks_reg_sqlite_err(ks_reg_t *reg, int rc, const char *what)
 	return KS_ERR_DB;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void backoff(int attempt)
 {
 	struct timespec ts = { 0, 0 };
@@ -179,6 +185,7 @@ static void backoff(int attempt)
 
 int ks_reg_tx_begin(ks_reg_t *reg)
 {
+	int64_t deadline;
 	int rc = KS_DB_ERETRY;
 	int i;
 
@@ -190,11 +197,12 @@ int ks_reg_tx_begin(ks_reg_t *reg)
 		reg->sp_open = 1;
 		return KS_OK;
 	}
-	/* The busy handler already waits BUSY_TIMEOUT_MS; keep trying a bit
-	 * longer when another process holds the write lock for long. */
-	for (i = 0; i < BEGIN_RETRIES; i++) {
+	/* The busy handler already waits a while; keep trying until the
+	 * registry timeout when another process holds the write lock. */
+	deadline = mono_ms() + reg->timeout_ms;
+	for (i = 0;; i++) {
 		rc = ks_db_begin_write(reg->dbh);
-		if (rc != KS_DB_ERETRY)
+		if (rc != KS_DB_ERETRY || mono_ms() >= deadline)
 			break;
 		backoff(i);
 	}
@@ -205,6 +213,7 @@ int ks_reg_tx_begin(ks_reg_t *reg)
 
 int ks_reg_tx_commit(ks_reg_t *reg)
 {
+	int64_t deadline;
 	int rc = KS_DB_ERETRY;
 	int i;
 
@@ -221,9 +230,10 @@ int ks_reg_tx_commit(ks_reg_t *reg)
 		return KS_OK;
 	}
 	ks_reg_fault(reg, "commit");
-	for (i = 0; i < BEGIN_RETRIES; i++) {
+	deadline = mono_ms() + reg->timeout_ms;
+	for (i = 0;; i++) {
 		rc = ks_db_commit(reg->dbh);
-		if (rc != KS_DB_ERETRY)
+		if (rc != KS_DB_ERETRY || mono_ms() >= deadline)
 			break;
 		backoff(i);
 	}
@@ -507,6 +517,12 @@ static int register_station(ks_reg_t *reg)
 
 int ks_reg_open(const char *path, const char *station_id, ks_reg_t **out)
 {
+	return ks_reg_open_ex(path, station_id, NULL, out);
+}
+
+int ks_reg_open_ex(const char *path, const char *station_id,
+		   const ks_reg_opts_t *opts, ks_reg_t **out)
+{
 	pthread_mutexattr_t mattr;
 	ks_reg_t *reg = NULL;
 	char shown[512];
@@ -519,6 +535,12 @@ int ks_reg_open(const char *path, const char *station_id, ks_reg_t **out)
 	if (path == NULL || station_id == NULL || station_id[0] == '\0' ||
 	    strlen(station_id) >= KS_REG_NAME_MAX)
 		goto out;
+	if (opts != NULL && opts->serial_block > KS_REG_SERIAL_BLOCK_MAX) {
+		ks_log_error("serial_block %u is above the largest block "
+			     "(%u)", opts->serial_block,
+			     KS_REG_SERIAL_BLOCK_MAX);
+		goto out;
+	}
 	r = KS_ERR_NOMEM;
 	reg = calloc(1, sizeof(*reg));
 	if (reg == NULL) {
@@ -537,6 +559,12 @@ int ks_reg_open(const char *path, const char *station_id, ks_reg_t **out)
 	pthread_mutexattr_destroy(&mattr);
 	snprintf(reg->station, sizeof(reg->station), "%s", station_id);
 	reg->cp_every = KS_REG_CHECKPOINT_DEFAULT;
+	reg->serial_block = KS_REG_SERIAL_BLOCK_DEFAULT;
+	reg->timeout_ms = KS_REG_TIMEOUT_DEFAULT * 1000;
+	if (opts != NULL && opts->serial_block != 0)
+		reg->serial_block = opts->serial_block;
+	if (opts != NULL && opts->timeout_s != 0)
+		reg->timeout_ms = (int64_t)opts->timeout_s * 1000;
 	ks_db_url_mask(path, shown, sizeof(shown));
 	rc = ks_db_open(path, &reg->dbh);
 	if (rc != KS_DB_EOK) {

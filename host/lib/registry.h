@@ -196,11 +196,30 @@ int ks_reg_event_parse(const char *name);
 /** "device" or "host". */
 const char *ks_reg_key_origin_name(ks_reg_key_origin_t origin);
 
+/** Default number of device serials a station leases at a time. */
+#define KS_REG_SERIAL_BLOCK_DEFAULT 100
+/** Largest serial block a station may lease at once. */
+#define KS_REG_SERIAL_BLOCK_MAX 1000000
+/** Default time (s) a registry call waits for the database's write lock. */
+#define KS_REG_TIMEOUT_DEFAULT 30
+
+/** Options of ks_reg_open_ex(); zero fields take the defaults. */
+typedef struct {
+	unsigned serial_block; /* device serials leased per block (100) */
+	unsigned timeout_s;    /* wait for the write lock / a busy database */
+} ks_reg_opts_t;
+
 /**
- * Open (creating if needed) the registry at `path` for station `station_id`,
- * applying pending migrations each in its own transaction. Refuses a
- * database whose schema is newer than this build (KS_ERR_UNSUPPORTED).
+ * Open (creating if needed) the registry at `url` ("sqlite:PATH", a plain
+ * path, or "postgresql://...") for station `station_id`, applying pending
+ * migrations each in its own transaction. Refuses a database whose
+ * schema is newer than this build (KS_ERR_UNSUPPORTED). `opts` may be
+ * NULL (defaults); KS_ERR_ARG for a serial_block above
+ * KS_REG_SERIAL_BLOCK_MAX.
  */
+KS_REG_WUR int ks_reg_open_ex(const char *url, const char *station_id,
+			      const ks_reg_opts_t *opts, ks_reg_t **reg);
+/** ks_reg_open_ex() with the default options. */
 KS_REG_WUR int ks_reg_open(const char *path, const char *station_id,
 			   ks_reg_t **reg);
 /**

@@ -25,6 +25,8 @@ struct ks_reg {
 	EVP_PKEY *key;      /* station key for checkpoints, or NULL */
 	uint8_t key_sha256[32];
 	unsigned cp_every;
+	unsigned serial_block; /* device serials leased at a time */
+	int64_t timeout_ms;    /* retry budget for a busy write lock */
 	void (*hook)(void *ctx, const char *point);
 	void *hook_ctx;
 	/* Group commit (ks_reg_group_begin): while `group` is set, the
