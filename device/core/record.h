@@ -14,9 +14,10 @@
  *   word  79       lock word: KA_REC_LOCK_MAGIC, programmed when LOCK
  *                  begins; from then on the identity is final
  *   (blocks 0..9 = words 0..79 are the identity blocks LOCK level 1 locks)
- *   words 80..88   secure-boot key-hash slot: 8 words + check (reserved)
+ *   words 80..88   secure-boot key-hash slot: 8 words + check
+ *                  (device/core/secboot.h)
  *   words 89..95   reserved
- *   words 96..127  anti-rollback counter area (reserved)
+ *   words 96..127  anti-rollback counter (device/core/secboot.h)
  *
  * Check word = CRC-32C over the slot's other words (as LE bytes) XOR a
  * per-record-type constant; it is programmed LAST. A slot whose words are
