@@ -8,10 +8,97 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "host/lib/db_priv.h"
 
 #define CACHE_MAX 256 /* statements kept prepared per connection */
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 5000
+
+int64_t ks_db_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+			      .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
+void ks_db_health_set(ks_db_t *db, int connected)
+{
+	pthread_mutex_lock(&db->health_mu);
+	if (db->health.connected != connected) {
+		db->health.connected = connected;
+		db->health.since_ms = ks_db_now_ms();
+	}
+	if (!connected)
+		snprintf(db->health.last_error, sizeof(db->health.last_error),
+			 "%.*s", (int)sizeof(db->health.last_error) - 1,
+			 db->errmsg);
+	pthread_mutex_unlock(&db->health_mu);
+}
+
+void ks_db_health(ks_db_t *db, ks_db_health_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (db == NULL) {
+		snprintf(out->backend, sizeof(out->backend), "none");
+		snprintf(out->last_error, sizeof(out->last_error),
+			 "no database");
+		return;
+	}
+	pthread_mutex_lock(&db->health_mu);
+	*out = db->health;
+	pthread_mutex_unlock(&db->health_mu);
+}
+
+void ks_db_set_timeout(ks_db_t *db, unsigned timeout_s)
+{
+	if (db != NULL)
+		db->timeout_ms = timeout_s > 86400u ? 86400000u
+						    : timeout_s * 1000u;
+}
+
+int ks_db_reconnect_wait(ks_db_t *db)
+{
+	int64_t deadline = mono_ms() + db->timeout_ms;
+	int64_t delay = BACKOFF_FIRST_MS, left;
+	int r;
+
+	for (;;) {
+		r = db->ops->reconnect(db);
+		if (r == KS_DB_EOK) {
+			ks_db_health_set(db, 1);
+			break;
+		}
+		ks_db_health_set(db, 0);
+		if (r != KS_DB_ECONN)
+			break;
+		left = deadline - mono_ms();
+		if (left <= 0)
+			break;
+		sleep_ms(delay < left ? delay : left);
+		delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+	}
+	return r;
+}
 
 void ks_db_set_err(ks_db_t *db, const char *fmt, ...)
 {
@@ -84,8 +171,13 @@ static int db_open(const char *url, int readonly, ks_db_t **out)
 	db = calloc(1, sizeof(*db));
 	if (db == NULL)
 		return KS_DB_ENOMEM;
+	if (pthread_mutex_init(&db->health_mu, NULL) != 0) {
+		free(db);
+		return KS_DB_ENOMEM;
+	}
 	db->backend = ks_db_url_backend(url);
 	db->readonly = readonly;
+	db->timeout_ms = KS_DB_TIMEOUT_DEFAULT * 1000u;
 	if (db->backend == KS_DB_PG) {
 		db->ops = &ks_db_pg_ops;
 	} else {
@@ -93,8 +185,11 @@ static int db_open(const char *url, int readonly, ks_db_t **out)
 		if (strncmp(url, "sqlite:", 7) == 0)
 			target = url + 7;
 	}
+	snprintf(db->health.backend, sizeof(db->health.backend), "%s",
+		 db->ops->name);
 	*out = db;
 	r = db->ops->open(db, target);
+	ks_db_health_set(db, r == KS_DB_EOK);
 	return r;
 }
 
@@ -132,6 +227,7 @@ void ks_db_close(ks_db_t **pdb)
 	free(db->cache);
 	if (db->ops != NULL)
 		db->ops->close(db);
+	pthread_mutex_destroy(&db->health_mu);
 	free(db);
 }
 
@@ -157,7 +253,10 @@ void *ks_db_sqlite_handle(ks_db_t *db)
 
 int ks_db_reconnect(ks_db_t *db)
 {
-	return db->ops->reconnect(db);
+	int r = db->ops->reconnect(db);
+
+	ks_db_health_set(db, r == KS_DB_EOK);
+	return r;
 }
 
 int ks_db_connected(const ks_db_t *db)
@@ -169,7 +268,52 @@ static int note(ks_db_t *db, int r)
 {
 	if (r < 0)
 		db->last_err = r;
+	if (r == KS_DB_ECONN)
+		ks_db_health_set(db, 0);
 	return r;
+}
+
+/*
+ * Before a new transaction or a statement outside one: a connection known
+ * to be lost is re-established first (waiting within the timeout).
+ */
+static int ensure_conn(ks_db_t *db)
+{
+	if (db->backend != KS_DB_PG || db->ops->connected(db))
+		return KS_DB_EOK;
+	return ks_db_reconnect_wait(db);
+}
+
+/*
+ * Run a transaction start: when it fails because the connection was lost
+ * (the server restarted while this connection sat idle, which only the
+ * next use reveals), nothing has happened yet, so reconnect and start
+ * again once.
+ */
+static int begin_tx(ks_db_t *db, int write)
+{
+	const char *sql;
+	int r, attempt;
+
+	if (db->backend == KS_DB_PG)
+		sql = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+	else
+		sql = write ? "BEGIN IMMEDIATE" : "BEGIN";
+	for (attempt = 0; attempt < 2; attempt++) {
+		r = ensure_conn(db);
+		if (r != KS_DB_EOK)
+			break;
+		if (write && db->ops->begin_write != NULL)
+			r = db->ops->begin_write(db);
+		else
+			r = db->ops->exec(db, sql);
+		if (r != KS_DB_ECONN || db->backend != KS_DB_PG)
+			break;
+		ks_db_health_set(db, 0);
+	}
+	if (r == KS_DB_EOK)
+		db->tx = 1;
+	return note(db, r);
 }
 
 int ks_db_last_err(const ks_db_t *db)
@@ -184,44 +328,30 @@ int ks_db_exec(ks_db_t *db, const char *sql)
 
 int ks_db_begin_write(ks_db_t *db)
 {
-	int r;
-
-	/* PostgreSQL: every write transaction of every station takes one
-	 * transaction-scoped advisory lock first, the equivalent of SQLite's
-	 * BEGIN IMMEDIATE: writers are serialised, so the read-check-write
-	 * sequences of the registry see no concurrent writer, and unique
-	 * constraints remain the database's last word. */
-	if (db->backend == KS_DB_PG)
-		r = db->ops->exec(db, "BEGIN ISOLATION LEVEL READ COMMITTED; "
-				      "SELECT pg_advisory_xact_lock(7306878)");
-	else
-		r = db->ops->exec(db, "BEGIN IMMEDIATE");
-	if (r == KS_DB_EOK)
-		db->tx = 1;
-	return r;
+	/* PostgreSQL (db_pg.c): every write transaction of every station
+	 * takes one transaction-scoped advisory lock first, the equivalent of
+	 * SQLite's BEGIN IMMEDIATE: writers are serialised, so the
+	 * read-check-write sequences of the registry see no concurrent
+	 * writer, and unique constraints remain the database's last word. */
+	return begin_tx(db, 1);
 }
 
 int ks_db_begin_read(ks_db_t *db)
 {
-	int r;
-
-	if (db->backend == KS_DB_PG)
-		r = db->ops->exec(db, "BEGIN ISOLATION LEVEL REPEATABLE READ "
-				      "READ ONLY");
-	else
-		r = db->ops->exec(db, "BEGIN");
-	if (r == KS_DB_EOK)
-		db->tx = 1;
-	return r;
+	return begin_tx(db, 0);
 }
 
 int ks_db_commit(ks_db_t *db)
 {
-	int r = db->ops->exec(db, "COMMIT");
+	int r;
 
-	if (r == KS_DB_EOK)
+	if (db->ops->commit != NULL)
+		r = db->ops->commit(db);
+	else
+		r = db->ops->exec(db, "COMMIT");
+	if (r == KS_DB_EOK || !db->ops->in_tx(db))
 		db->tx = 0;
-	return r;
+	return note(db, r);
 }
 
 void ks_db_rollback(ks_db_t *db)
@@ -343,6 +473,7 @@ static int prepare(ks_db_t *db, const char *sql, int stream,
 	}
 	st->in_use = 1;
 	st->stream = stream;
+	st->stepped = 0;
 	st->bind_err = 0;
 	*out = st;
 	return KS_DB_EOK;
@@ -350,11 +481,21 @@ static int prepare(ks_db_t *db, const char *sql, int stream,
 
 int ks_db_prepare(ks_db_t *db, const char *sql, ks_db_stmt_t **st)
 {
+	if (db != NULL && !db->tx && ensure_conn(db) != KS_DB_EOK) {
+		if (st != NULL)
+			*st = NULL;
+		return note(db, KS_DB_ECONN);
+	}
 	return note(db, prepare(db, sql, 0, st));
 }
 
 int ks_db_prepare_stream(ks_db_t *db, const char *sql, ks_db_stmt_t **st)
 {
+	if (db != NULL && !db->tx && ensure_conn(db) != KS_DB_EOK) {
+		if (st != NULL)
+			*st = NULL;
+		return note(db, KS_DB_ECONN);
+	}
 	return note(db, prepare(db, sql, 1, st));
 }
 
@@ -369,6 +510,7 @@ void ks_db_finish(ks_db_stmt_t **pst)
 	st->db->ops->reset(st);
 	st->in_use = 0;
 	st->stream = 0;
+	st->stepped = 0;
 	st->bind_err = 0;
 	if (!st->cached)
 		stmt_free(st);
@@ -400,11 +542,34 @@ void ks_db_bind_null(ks_db_stmt_t *st, int i)
 	st->db->ops->bind_null(st, i);
 }
 
+/* A query that only reads: safe to run again after a reconnect. */
+static int is_select(const char *sql)
+{
+	while (*sql == ' ' || *sql == '\t' || *sql == '\n')
+		sql++;
+	return strncmp(sql, "SELECT", 6) == 0 || strncmp(sql, "select", 6) == 0;
+}
+
 int ks_db_step(ks_db_stmt_t *st)
 {
+	ks_db_t *db = st->db;
+	int first = !st->stepped;
+	int r;
+
 	if (st->bind_err != 0)
-		return note(st->db, st->bind_err);
-	return note(st->db, st->db->ops->step(st));
+		return note(db, st->bind_err);
+	st->stepped = 1;
+	r = db->ops->step(st);
+	/* a read outside a transaction on a connection that died while
+	 * idle: nothing was done, so reconnect and read again once */
+	if (r == KS_DB_ECONN && first && !db->tx && db->backend == KS_DB_PG &&
+	    is_select(st->sql)) {
+		ks_db_health_set(db, 0);
+		db->ops->rewind(st);
+		if (ks_db_reconnect_wait(db) == KS_DB_EOK)
+			r = db->ops->step(st);
+	}
+	return note(db, r);
 }
 
 int ks_db_col_count(ks_db_stmt_t *st)

@@ -87,6 +87,33 @@ KS_DB_WUR int ks_db_reconnect(ks_db_t *db);
 /** 1 while the connection is believed usable. */
 int ks_db_connected(const ks_db_t *db);
 
+/** Default reconnect window of a PostgreSQL connection (seconds). */
+#define KS_DB_TIMEOUT_DEFAULT 30u
+
+/**
+ * How long a transaction waits for a lost PostgreSQL connection to come
+ * back (seconds; 0: fail at once). While it waits, ks_db_begin_write,
+ * ks_db_begin_read, a statement outside a transaction, and a COMMIT whose
+ * outcome is unknown reconnect with exponential backoff (100 ms doubling
+ * to 5 s). Default KS_DB_TIMEOUT_DEFAULT. No effect on SQLite.
+ */
+void ks_db_set_timeout(ks_db_t *db, unsigned timeout_s);
+
+/** Health of a connection, for status displays. */
+typedef struct {
+	char backend[16];     /* "sqlite" or "postgresql" */
+	int connected;        /* 1: usable; 0: lost, reconnecting */
+	int64_t since_ms;     /* wall clock (ms) of the last change */
+	char last_error[256]; /* the error that lost it ("" when none) */
+} ks_db_health_t;
+
+/**
+ * Copy the connection's health to *out. Safe from any thread while
+ * another thread uses (or waits to reconnect) the connection: it never
+ * touches the connection itself.
+ */
+void ks_db_health(ks_db_t *db, ks_db_health_t *out);
+
 /** Run SQL text that returns no rows (may hold several statements). */
 KS_DB_WUR int ks_db_exec(ks_db_t *db, const char *sql);
 
@@ -98,6 +125,14 @@ KS_DB_WUR int ks_db_exec(ks_db_t *db, const char *sql);
  */
 KS_DB_WUR int ks_db_begin_write(ks_db_t *db);
 KS_DB_WUR int ks_db_begin_read(ks_db_t *db);
+/**
+ * COMMIT. On PostgreSQL a connection lost while the COMMIT was under way
+ * leaves its outcome unknown: the layer reconnects (within the timeout,
+ * see ks_db_set_timeout) and asks the server what became of the
+ * transaction (txid_status), so KS_DB_EOK means durable and KS_DB_ECONN
+ * means not committed -- unless the server stayed away for the whole
+ * window, which the error message says ("outcome unknown").
+ */
 KS_DB_WUR int ks_db_commit(ks_db_t *db);
 /** Roll back the open transaction, if any. */
 void ks_db_rollback(ks_db_t *db);

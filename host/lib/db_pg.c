@@ -31,6 +31,7 @@ typedef struct {
 	PGconn *conn;
 	char *conninfo;
 	int64_t changes;
+	char xid[32]; /* txid_current() of the open write transaction */
 } pg_conn_t;
 
 typedef struct {
@@ -275,11 +276,10 @@ static void clear_dec(pg_stmt_t *s)
 	}
 }
 
-static void p_reset(ks_db_stmt_t *st)
+static void p_rewind(ks_db_stmt_t *st)
 {
 	pg_stmt_t *s = P(st);
 	PGresult *res;
-	int i;
 
 	if (s == NULL)
 		return;
@@ -291,15 +291,25 @@ static void p_reset(ks_db_stmt_t *st)
 		while ((res = PQgetResult(C(st->db)->conn)) != NULL)
 			PQclear(res);
 	}
+	s->row = -1;
+	s->started = 0;
+	s->done = 0;
+}
+
+static void p_reset(ks_db_stmt_t *st)
+{
+	pg_stmt_t *s = P(st);
+	int i;
+
+	if (s == NULL)
+		return;
+	p_rewind(st);
 	for (i = 0; i < MAX_PARAMS; i++) {
 		free(s->vals[i]);
 		s->vals[i] = NULL;
 		s->lens[i] = 0;
 		s->fmts[i] = 0;
 	}
-	s->row = -1;
-	s->started = 0;
-	s->done = 0;
 }
 
 static void p_unprepare(ks_db_stmt_t *st)
@@ -646,6 +656,92 @@ static int p_in_tx(ks_db_t *db)
 	       t == PQTRANS_ACTIVE;
 }
 
+/*
+ * BEGIN for writing: the line-wide advisory lock (writers serialised like
+ * SQLite's BEGIN IMMEDIATE) and the transaction id, kept so that a COMMIT
+ * cut off by a lost connection can be resolved afterwards.
+ */
+static int p_begin_write(ks_db_t *db)
+{
+	pg_conn_t *c = C(db);
+	PGresult *res;
+	int r = KS_DB_EOK;
+
+	c->xid[0] = '\0';
+	if (c->conn == NULL)
+		return err(db, NULL);
+	res = PQexec(c->conn, "BEGIN ISOLATION LEVEL READ COMMITTED; "
+			      "SELECT pg_advisory_xact_lock(7306878), "
+			      "txid_current()");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    PQnfields(res) == 2)
+		snprintf(c->xid, sizeof(c->xid), "%s", PQgetvalue(res, 0, 1));
+	else
+		r = err(db, res);
+	PQclear(res);
+	return r;
+}
+
+/* What became of transaction xid: 1 committed, 0 not, -1 unknown yet. */
+static int xid_outcome(ks_db_t *db, const char *xid)
+{
+	const char *param[1] = {xid};
+	PGresult *res;
+	int r = -1;
+
+	res = PQexecParams(C(db)->conn, "SELECT txid_status($1::bigint)", 1,
+			   NULL, param, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		const char *v = PQgetisnull(res, 0, 0) ? "aborted"
+						       : PQgetvalue(res, 0, 0);
+
+		r = strcmp(v, "committed") == 0 ? 1
+		    : strcmp(v, "in progress") == 0 ? -1 : 0;
+	}
+	PQclear(res);
+	return r;
+}
+
+static int p_commit(ks_db_t *db)
+{
+	pg_conn_t *c = C(db);
+	char xid[sizeof(c->xid)];
+	int r, outcome = -1, tries;
+
+	r = p_exec(db, "COMMIT");
+	snprintf(xid, sizeof(xid), "%s", c->xid);
+	c->xid[0] = '\0';
+	if (r != KS_DB_ECONN || xid[0] == '\0')
+		return r;
+	/* The connection went away while COMMIT was under way: the server
+	 * may or may not have committed. Ask it once it is back. */
+	ks_db_health_set(db, 0);
+	for (tries = 0; tries < 50 && outcome < 0; tries++) {
+		if (ks_db_reconnect_wait(db) != KS_DB_EOK)
+			break;
+		outcome = xid_outcome(db, xid);
+		if (outcome < 0 && p_connected(db)) {
+			/* its old server process has not noticed yet */
+			struct timespec ts = {0, 100000000L};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (outcome == 1) {
+		ks_db_set_err(db, "connection lost during COMMIT; transaction "
+				  "%s was committed", xid);
+		return KS_DB_EOK;
+	}
+	if (outcome == 0)
+		ks_db_set_err(db, "connection lost during COMMIT; transaction "
+				  "%s was rolled back", xid);
+	else
+		ks_db_set_err(db, "connection lost during COMMIT; outcome of "
+				  "transaction %s unknown (server unreachable)",
+			      xid);
+	return KS_DB_ECONN;
+}
+
 static void *p_handle(ks_db_t *db)
 {
 	(void)db;
@@ -678,4 +774,7 @@ const ks_db_ops_t ks_db_pg_ops = {
 	.connected = p_connected,
 	.in_tx = p_in_tx,
 	.handle = p_handle,
+	.begin_write = p_begin_write,
+	.commit = p_commit,
+	.rewind = p_rewind,
 };

@@ -5,6 +5,7 @@
 #ifndef KILN_HOST_LIB_DB_PRIV_H
 #define KILN_HOST_LIB_DB_PRIV_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,12 @@ typedef struct {
 	int (*connected)(const ks_db_t *db);
 	int (*in_tx)(ks_db_t *db);
 	void *(*handle)(ks_db_t *db);
+	/* optional: NULL runs "BEGIN IMMEDIATE" / "COMMIT" through exec */
+	int (*begin_write)(ks_db_t *db);
+	int (*commit)(ks_db_t *db);
+	/* forget a statement's result, keeping its bindings (PostgreSQL:
+	 * to run it again on a new connection); NULL where not needed */
+	void (*rewind)(ks_db_stmt_t *st);
 } ks_db_ops_t;
 
 struct ks_db_stmt {
@@ -48,6 +55,7 @@ struct ks_db_stmt {
 	int cached;         /* lives in db->cache */
 	int in_use;
 	int stream;         /* rows fetched one at a time */
+	int stepped;        /* ks_db_step called since prepare */
 	int bind_err;       /* first failed bind (ks_db_err_t), 0: none */
 	void *impl;         /* backend statement */
 };
@@ -65,10 +73,23 @@ struct ks_db {
 	int tx;                       /* transaction open (as we know it) */
 	int last_err;                 /* last negative result */
 	int readonly;                 /* opened with ks_db_open_readonly */
+	unsigned timeout_ms;          /* reconnect window (PostgreSQL) */
+	pthread_mutex_t health_mu;    /* guards health (read by any thread) */
+	ks_db_health_t health;
 };
 
 extern const ks_db_ops_t ks_db_sqlite_ops;
 extern const ks_db_ops_t ks_db_pg_ops;
+
+/**
+ * Reconnect a lost connection, retrying with exponential backoff (100 ms
+ * doubling to 5 s) within db->timeout_ms. KS_DB_EOK when connected.
+ */
+int ks_db_reconnect_wait(ks_db_t *db);
+/** Record in the health that the connection works (1) or was lost (0). */
+void ks_db_health_set(ks_db_t *db, int connected);
+/** Wall-clock milliseconds. */
+int64_t ks_db_now_ms(void);
 
 /** Set db->errmsg printf-style. */
 void ks_db_set_err(ks_db_t *db, const char *fmt, ...)
