@@ -1,6 +1,5 @@
 #include <string.h>
 
-#include "mbedtls/asn1.h"
 #include "mbedtls/bignum.h"
 #include "mbedtls/ecdsa.h"
 #include "mbedtls/ecp.h"
@@ -151,6 +150,30 @@ kb_reason_t kb_image_parse(const kb_target_t *t, kb_image_t *img,
 	return KB_OK;
 }
 
+/* One DER INTEGER at the cursor, strictly: short-form length (a P-256
+ * signature never needs more), 1..33 bytes, not negative, no redundant
+ * leading zero. BER variants mbedTLS's ASN.1 reader would take are
+ * refused, so the boot accepts exactly the encodings the station's
+ * verifier (OpenSSL, DER only) accepts. */
+static int der_uint(const uint8_t **cur, const uint8_t *end, mbedtls_mpi *x)
+{
+	const uint8_t *p = *cur;
+	size_t l;
+
+	if ((size_t)(end - p) < 2u || p[0] != 0x02u || p[1] >= 0x80u)
+		return -1;
+	l = p[1];
+	p += 2;
+	if (l < 1u || l > 33u || l > (size_t)(end - p) ||
+	    (p[0] & 0x80u) != 0 ||
+	    (l > 1u && p[0] == 0x00u && (p[1] & 0x80u) == 0))
+		return -1;
+	if (mbedtls_mpi_read_binary(x, p, l) != 0)
+		return -1;
+	*cur = p + l;
+	return 0;
+}
+
 kb_reason_t kb_ecdsa_verify(const uint8_t pub[KB_PUBKEY_LEN],
 			    const uint8_t digest[32], const uint8_t *sig,
 			    size_t sig_len, uint8_t *heap, size_t heap_len)
@@ -158,9 +181,7 @@ kb_reason_t kb_ecdsa_verify(const uint8_t pub[KB_PUBKEY_LEN],
 	mbedtls_ecp_group grp;
 	mbedtls_ecp_point q;
 	mbedtls_mpi r, s;
-	unsigned char *p = (unsigned char *)(uintptr_t)sig;
-	const unsigned char *end = sig + sig_len;
-	size_t len;
+	const uint8_t *p = sig, *end = sig + sig_len;
 	kb_reason_t res = KB_BAD_SIGNATURE;
 
 	mbedtls_memory_buffer_alloc_init(heap, heap_len);
@@ -172,14 +193,13 @@ kb_reason_t kb_ecdsa_verify(const uint8_t pub[KB_PUBKEY_LEN],
 	    mbedtls_ecp_point_read_binary(&grp, &q, pub, KB_PUBKEY_LEN) != 0 ||
 	    mbedtls_ecp_check_pubkey(&grp, &q) != 0)
 		goto out;
-	/* ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }, nothing
-	 * after it */
-	if (mbedtls_asn1_get_tag(&p, end, &len,
-				 MBEDTLS_ASN1_CONSTRUCTED |
-					 MBEDTLS_ASN1_SEQUENCE) != 0 ||
-	    len != (size_t)(end - p) ||
-	    mbedtls_asn1_get_mpi(&p, end, &r) != 0 ||
-	    mbedtls_asn1_get_mpi(&p, end, &s) != 0 || p != end)
+	/* ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } in DER,
+	 * nothing after it */
+	if (sig_len < 2u || p[0] != 0x30u || p[1] != sig_len - 2u)
+		goto out;
+	p += 2;
+	if (der_uint(&p, end, &r) != 0 || der_uint(&p, end, &s) != 0 ||
+	    p != end)
 		goto out;
 	if (mbedtls_ecdsa_verify(&grp, digest, 32, &q, &r, &s) != 0)
 		goto out;
