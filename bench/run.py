@@ -74,10 +74,10 @@ class Table:
         self.rows.append({"section": title})
 
     def row(self, figure, kiln, unit="", peers="", ratio="", target="",
-            met=None, note=""):
+            met=None, note="", prec=None):
         self.rows.append({"figure": figure, "kiln": kiln, "unit": unit,
                           "peers": peers, "ratio": ratio, "target": target,
-                          "met": met, "note": note})
+                          "met": met, "note": note, "prec": prec})
 
     def show(self):
         cols = ("figure", "kiln", "peers", "ratio", "target", "met?")
@@ -86,7 +86,8 @@ class Table:
             if "section" in r:
                 cells.append(r)
                 continue
-            k = fmt(r["kiln"]) + (" " + r["unit"] if r["unit"] else "")
+            v = ("%.*f" % (r["prec"], r["kiln"])) if r["prec"] is not None else fmt(r["kiln"])
+            k = v + (" " + r["unit"] if r["unit"] else "")
             m = "" if r["met"] is None else ("yes" if r["met"] else "NO")
             cells.append((r["figure"], k, r["peers"], r["ratio"], r["target"], m))
         w = [len(c) for c in cols]
@@ -262,20 +263,20 @@ def footprint(a, t, q):
             continue
         text, data, bss = [int(x) for x in out.splitlines()[-1].split()[:3]]
         flash, ram = text + data, data + bss
-        t.row("%s: flash (text+data)" % name, flash / 1024, "KiB", "", "", "<= 48 KiB",
-              flash <= 48 * 1024)
+        t.row("%s: flash (text+data)" % name, flash / 1024, "KiB", "", "",
+              "<= 48 KiB", flash <= 48 * 1024, note="%d B" % flash, prec=2)
         if "qemu" in elf and q:
             hwm = med([x["stack_hwm"] for x in q])
             heap = med([x["heap_hwm"] for x in q])
             need = med([x["static_ram"] for x in q]) + hwm
             t.row("%s: RAM static + stack high-water" % name, need / 1024, "KiB", "", "",
-                  "<= 12 KiB", need <= 12 * 1024,
+                  "<= 12 KiB", need <= 12 * 1024, prec=1,
                   note="stack high-water %.0f of %.0f B; mbedTLS heap high-water %.0f of %.0f B"
                        % (hwm, med([x["stack_size"] for x in q]), heap,
                           med([x["heap_size"] for x in q])))
         else:
             t.row("%s: RAM (.data+.bss, stack not included)" % name, ram / 1024, "KiB", "",
-                  "", "<= 12 KiB", ram <= 12 * 1024)
+                  "", "<= 12 KiB", ram <= 12 * 1024, prec=1)
 
 
 def registry(a, t, regbin, kiln):
