@@ -151,21 +151,6 @@ int ks_reg_db_err(ks_reg_t *reg, int rc, const char *what)
 	return KS_ERR_DB;
 }
 
-int ks_reg_sqlite_err(ks_reg_t *reg, int rc, const char *what)
-{
-	int primary = rc & 0xff;
-
-	if (rc == SQLITE_CONSTRAINT_UNIQUE ||
-	    rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-		ks_log_debug("%s: %s", what, sqlite3_errmsg(reg->db));
-		return KS_ERR_DUPLICATE;
-	}
-	ks_log_error("%s: %s (%d)", what, sqlite3_errmsg(reg->db), rc);
-	if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
-		return KS_ERR_BUSY;
-	return KS_ERR_DB;
-}
-
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -574,7 +559,6 @@ int ks_reg_open_ex(const char *path, const char *station_id,
 		    : rc == KS_DB_ENOMEM ? KS_ERR_NOMEM : KS_ERR_DB;
 		goto out;
 	}
-	reg->db = ks_db_sqlite_handle(reg->dbh);
 	r = open_pragmas(reg);
 	if (r != KS_OK)
 		goto out;
@@ -590,7 +574,6 @@ int ks_reg_open_ex(const char *path, const char *station_id,
 out:
 	if (reg != NULL) {
 		ks_db_close(&reg->dbh);
-		reg->db = NULL;
 		ks_reg_close(&reg);
 	}
 	return r;
@@ -618,7 +601,6 @@ void ks_reg_close(ks_reg_t **preg)
 		pthread_mutex_unlock(&reg->mu);
 	}
 	ks_db_close(&reg->dbh);
-	reg->db = NULL;
 	EVP_PKEY_free(reg->key);
 	pthread_mutex_destroy(&reg->mu);
 	free(reg);
@@ -1146,7 +1128,7 @@ static int record_step(ks_reg_t *reg, int64_t sid, const char *step,
 }
 
 /* Next device serial for `prefix`, allocated in the caller's transaction. */
-static int alloc_serial(ks_reg_t *reg, const char *prefix, char *out,
+int ks_reg_serial_take(ks_reg_t *reg, const char *prefix, char *out,
 			size_t cap)
 {
 	ks_db_stmt_t *st = NULL;
@@ -1359,7 +1341,7 @@ int ks_reg_session_begin(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 	r = quota_check(reg, &lot, uid, uid_len);
 	if (r != KS_OK)
 		goto out;
-	r = alloc_serial(reg, lot.prefix, serial, sizeof(serial));
+	r = ks_reg_serial_take(reg, lot.prefix, serial, sizeof(serial));
 	if (r != KS_OK)
 		goto out;
 	ks_reg_fault(reg, "begin:serial");

@@ -14,8 +14,9 @@
  * append-only and hash-chained, so the count cannot be lowered without
  * `kiln audit verify` failing.
  *
- * SQL is kept portable (? placeholders, no SQLite-only syntax) so the
- * statements move to another database layer unchanged.
+ * The SQL runs on both backends of the database layer (host/lib/db.h);
+ * device serials come from the station's serial allocator
+ * (ks_reg_serial_take), like those of provisioning sessions.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,11 +45,11 @@ static void why_set(char *why, size_t whylen, const char *msg)
 		snprintf(why, whylen, "%s", msg);
 }
 
-static void col_copy(sqlite3_stmt *st, int i, char *out, size_t cap)
+static void col_copy(ks_db_stmt_t *st, int i, char *out, size_t cap)
 {
-	const unsigned char *t = sqlite3_column_text(st, i);
+	const char *t = ks_db_col_text(st, i);
 
-	snprintf(out, cap, "%s", t != NULL ? (const char *)t : "");
+	snprintf(out, cap, "%s", t != NULL ? t : "");
 }
 
 static char *json_dump_free(json_t *j)
@@ -63,25 +64,24 @@ static char *json_dump_free(json_t *j)
 /* ENROLLED events naming @serial (caller holds the mutex). */
 static int count_uses(ks_reg_t *reg, const char *serial, uint64_t *uses)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int rc, r = KS_OK;
 
 	*uses = 0;
-	rc = sqlite3_prepare_v2(reg->db,
-				"SELECT COUNT(*) FROM audit WHERE type = ? AND "
-				"cert_serial = ?",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, rc, "enroll: uses");
-	sqlite3_bind_text(st, 1, ks_reg_event_name(KS_REG_EV_ENROLLED), -1,
-			  SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, serial, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*uses = (uint64_t)sqlite3_column_int64(st, 0);
+	rc = ks_db_prepare(reg->dbh,
+			   "SELECT COUNT(*) FROM audit WHERE type = ? AND "
+			   "cert_serial = ?",
+			   &st);
+	if (rc != KS_DB_EOK)
+		return ks_reg_db_err(reg, rc, "enroll: uses");
+	ks_db_bind_text(st, 1, ks_reg_event_name(KS_REG_EV_ENROLLED));
+	ks_db_bind_text(st, 2, serial);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW)
+		*uses = (uint64_t)ks_db_col_int64(st, 0);
 	else
-		r = ks_reg_sqlite_err(reg, rc, "enroll: uses");
-	sqlite3_finalize(st);
+		r = ks_reg_db_err(reg, rc, "enroll: uses");
+	ks_db_finish(&st);
 	return r;
 }
 
@@ -102,52 +102,52 @@ typedef struct {
 static int cred_load(ks_reg_t *reg, const char *serial, const uint8_t *der,
 		     size_t der_len, cred_row_t *out)
 {
-	sqlite3_stmt *st = NULL;
-	int rc, r = KS_OK, n;
+	ks_db_stmt_t *st = NULL;
+	size_t n;
+	int rc, r = KS_OK;
 
 	memset(out, 0, sizeof(*out));
-	rc = sqlite3_prepare_v2(reg->db, CRED_SELECT "WHERE c.serial_hex = ?",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, rc, "enroll: credential");
-	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
+	rc = ks_db_prepare(reg->dbh, CRED_SELECT "WHERE c.serial_hex = ?",
+			   &st);
+	if (rc != KS_DB_EOK)
+		return ks_reg_db_err(reg, rc, "enroll: credential");
+	ks_db_bind_text(st, 1, serial);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_DONE) {
 		r = KS_ERR_NOTFOUND;
 		goto out;
 	}
-	if (rc != SQLITE_ROW) {
-		r = ks_reg_sqlite_err(reg, rc, "enroll: credential");
+	if (rc != KS_DB_ROW) {
+		r = ks_reg_db_err(reg, rc, "enroll: credential");
 		goto out;
 	}
 	if (der != NULL &&
-	    ((size_t)sqlite3_column_bytes(st, 8) != der_len ||
-	     memcmp(sqlite3_column_blob(st, 8), der, der_len) != 0)) {
+	    (ks_db_col_bytes(st, 8) != der_len ||
+	     memcmp(ks_db_col_blob(st, 8), der, der_len) != 0)) {
 		/* same serial, other bytes: not a certificate we issued */
 		r = KS_ERR_NOTFOUND;
 		goto out;
 	}
-	out->c.cert_id = sqlite3_column_int64(st, 0);
+	out->c.cert_id = ks_db_col_int64(st, 0);
 	col_copy(st, 1, out->c.serial_hex, sizeof(out->c.serial_hex));
 	col_copy(st, 2, out->c.status, sizeof(out->c.status));
 	col_copy(st, 3, out->c.profile, sizeof(out->c.profile));
 	col_copy(st, 4, out->c.lot, sizeof(out->c.lot));
-	n = sqlite3_column_bytes(st, 5);
-	if (n > 0 && (size_t)n <= KS_REG_UID_MAX) {
-		memcpy(out->c.uid, sqlite3_column_blob(st, 5), (size_t)n);
-		out->c.uid_len = (size_t)n;
+	n = ks_db_col_bytes(st, 5);
+	if (n > 0 && n <= KS_REG_UID_MAX) {
+		memcpy(out->c.uid, ks_db_col_blob(st, 5), n);
+		out->c.uid_len = n;
 	}
 	col_copy(st, 6, out->c.device_serial, sizeof(out->c.device_serial));
 	out->c.device_state = (ks_reg_state_t)ks_reg_state_parse(
-		(const char *)sqlite3_column_text(st, 7));
-	out->device_id = sqlite3_column_int64(st, 9);
-	out->lot_id = sqlite3_column_int64(st, 10);
+		ks_db_col_text(st, 7));
+	out->device_id = ks_db_col_int64(st, 9);
+	out->lot_id = ks_db_col_int64(st, 10);
 	col_copy(st, 11, out->prefix, sizeof(out->prefix));
-	sqlite3_finalize(st);
-	st = NULL;
+	ks_db_finish(&st);
 	r = count_uses(reg, out->c.serial_hex, &out->c.uses);
 out:
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return r;
 }
 
@@ -213,98 +213,58 @@ int ks_reg_enroll_lookup(ks_reg_t *reg, const uint8_t *der, size_t der_len,
 static int live_identity(ks_reg_t *reg, int64_t device_id,
 			 const char *profile, int *found, uint8_t hash[32])
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int rc, r = KS_OK;
 
 	*found = 0;
-	rc = sqlite3_prepare_v2(reg->db,
-				"SELECT c.pubkey_sha256 FROM certificates c "
-				"JOIN sessions s ON s.id = c.session_id WHERE "
-				"c.device_id = ? AND c.status = 'ACTIVE' AND "
-				"s.profile = ?",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return ks_reg_sqlite_err(reg, rc, "enroll: live identity");
-	sqlite3_bind_int64(st, 1, device_id);
-	sqlite3_bind_text(st, 2, profile, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	rc = ks_db_prepare(reg->dbh,
+			   "SELECT c.pubkey_sha256 FROM certificates c "
+			   "JOIN sessions s ON s.id = c.session_id WHERE "
+			   "c.device_id = ? AND c.status = 'ACTIVE' AND "
+			   "s.profile = ?",
+			   &st);
+	if (rc != KS_DB_EOK)
+		return ks_reg_db_err(reg, rc, "enroll: live identity");
+	ks_db_bind_int64(st, 1, device_id);
+	ks_db_bind_text(st, 2, profile);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW) {
 		*found = 1;
-		if (sqlite3_column_bytes(st, 0) == 32)
-			memcpy(hash, sqlite3_column_blob(st, 0), 32);
-	} else if (rc != SQLITE_DONE) {
-		r = ks_reg_sqlite_err(reg, rc, "enroll: live identity");
+		if (ks_db_col_bytes(st, 0) == 32)
+			memcpy(hash, ks_db_col_blob(st, 0), 32);
+	} else if (rc != KS_DB_DONE) {
+		r = ks_reg_db_err(reg, rc, "enroll: live identity");
 	}
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	return r;
 }
 
 /* Run one prepared statement to completion (finalizes it). */
-static int exec_done(ks_reg_t *reg, sqlite3_stmt *st, const char *what)
+static int exec_done(ks_reg_t *reg, ks_db_stmt_t *st, const char *what)
 {
-	int rc = sqlite3_step(st);
+	int rc = ks_db_step(st);
 
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return ks_reg_sqlite_err(reg, rc, what);
+	ks_db_finish(&st);
+	if (rc != KS_DB_DONE && rc != KS_DB_ROW)
+		return ks_reg_db_err(reg, rc, what);
 	return KS_OK;
 }
 
-static int prep(ks_reg_t *reg, const char *sql, sqlite3_stmt **st)
+static int prep(ks_reg_t *reg, const char *sql, ks_db_stmt_t **st)
 {
-	int rc = sqlite3_prepare_v2(reg->db, sql, -1, st, NULL);
+	int rc = ks_db_prepare(reg->dbh, sql, st);
 
-	if (rc != SQLITE_OK) {
+	if (rc != KS_DB_EOK) {
 		*st = NULL;
-		return ks_reg_sqlite_err(reg, rc, sql);
+		return ks_reg_db_err(reg, rc, sql);
 	}
-	return KS_OK;
-}
-
-/* Next device serial of @prefix inside the caller's transaction. */
-static int next_serial(ks_reg_t *reg, const char *prefix, char *out,
-		       size_t cap)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t next = 0;
-	int r, rc;
-
-	r = prep(reg, "SELECT next FROM serial_counters WHERE prefix = ?",
-		 &st);
-	if (r != KS_OK)
-		return r;
-	sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		next = sqlite3_column_int64(st, 0) + 1;
-	else if (rc == SQLITE_DONE)
-		next = 1;
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return ks_reg_sqlite_err(reg, rc, "enroll: serial counter");
-	r = prep(reg,
-		 next == 1 ? "INSERT INTO serial_counters(next, prefix) "
-			     "VALUES(?, ?)"
-			   : "UPDATE serial_counters SET next = ? WHERE "
-			     "prefix = ?",
-		 &st);
-	if (r != KS_OK)
-		return r;
-	sqlite3_bind_int64(st, 1, next);
-	sqlite3_bind_text(st, 2, prefix, -1, SQLITE_STATIC);
-	r = exec_done(reg, st, "enroll: serial counter");
-	if (r != KS_OK)
-		return r;
-	if ((size_t)snprintf(out, cap, "%s-%06lld", prefix, (long long)next) >=
-	    cap)
-		return KS_ERR_INTERNAL;
 	return KS_OK;
 }
 
 static int insert_step(ks_reg_t *reg, int64_t sid, const char *step,
 		       int64_t now)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int r = prep(reg,
 		     "INSERT INTO session_steps(session_id, step, at_ms, "
 		     "duration_ms) VALUES(?, ?, ?, 0)",
@@ -312,9 +272,9 @@ static int insert_step(ks_reg_t *reg, int64_t sid, const char *step,
 
 	if (r != KS_OK)
 		return r;
-	sqlite3_bind_int64(st, 1, sid);
-	sqlite3_bind_text(st, 2, step, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, now);
+	ks_db_bind_int64(st, 1, sid);
+	ks_db_bind_text(st, 2, step);
+	ks_db_bind_int64(st, 3, now);
 	return exec_done(reg, st, "enroll: step");
 }
 
@@ -325,7 +285,7 @@ static int begin_checks(ks_reg_t *reg, const ks_reg_enroll_req_t *req,
 	char msg[200];
 	uint8_t live[32];
 	int found = 0, r;
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	int rc;
 
 	if (strcmp(cred->c.status, "VOID") == 0) {
@@ -356,12 +316,12 @@ static int begin_checks(ks_reg_t *reg, const ks_reg_enroll_req_t *req,
 		 &st);
 	if (r != KS_OK)
 		return r;
-	sqlite3_bind_blob(st, 1, req->uid, (int)req->uid_len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	found = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-	sqlite3_finalize(st);
+	ks_db_bind_blob(st, 1, req->uid, req->uid_len);
+	rc = ks_db_step(st);
+	found = rc == KS_DB_ROW ? ks_db_col_int(st, 0) : -1;
+	ks_db_finish(&st);
 	if (found < 0)
-		return ks_reg_sqlite_err(reg, rc, "enroll: pending");
+		return ks_reg_db_err(reg, rc, "enroll: pending");
 	if (found > 0) {
 		why_set(why, whylen,
 			"the device has an unfinished session (another "
@@ -387,7 +347,7 @@ int ks_reg_enroll_begin(ks_reg_t *reg, const ks_reg_enroll_req_t *req,
 			const char *actor, ks_reg_session_t *session,
 			char *why, size_t whylen)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	cred_row_t cred;
 	char serial[KS_REG_SERIAL_MAX];
 	char *details = NULL;
@@ -415,7 +375,7 @@ int ks_reg_enroll_begin(ks_reg_t *reg, const ks_reg_enroll_req_t *req,
 	r = begin_checks(reg, req, &cred, why, whylen);
 	if (r != KS_OK)
 		goto out;
-	r = next_serial(reg, cred.prefix, serial, sizeof(serial));
+	r = ks_reg_serial_take(reg, cred.prefix, serial, sizeof(serial));
 	if (r != KS_OK)
 		goto out;
 	r = prep(reg,
@@ -424,9 +384,9 @@ int ks_reg_enroll_begin(ks_reg_t *reg, const ks_reg_enroll_req_t *req,
 		 &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_text(st, 1, serial, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now);
-	sqlite3_bind_int64(st, 3, cred.device_id);
+	ks_db_bind_text(st, 1, serial);
+	ks_db_bind_int64(st, 2, now);
+	ks_db_bind_int64(st, 3, cred.device_id);
 	r = exec_done(reg, st, "enroll: device");
 	if (r != KS_OK)
 		goto out;
@@ -438,19 +398,19 @@ int ks_reg_enroll_begin(ks_reg_t *reg, const ks_reg_enroll_req_t *req,
 		 &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_blob(st, 1, req->uid, (int)req->uid_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, cred.device_id);
-	sqlite3_bind_text(st, 3, serial, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, cred.lot_id);
-	sqlite3_bind_text(st, 5, req->profile, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, ks_reg_station(reg), -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 7, req->pubkey_sha256, 32, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 8, now);
-	sqlite3_bind_int64(st, 9, now);
+	ks_db_bind_blob(st, 1, req->uid, req->uid_len);
+	ks_db_bind_int64(st, 2, cred.device_id);
+	ks_db_bind_text(st, 3, serial);
+	ks_db_bind_int64(st, 4, cred.lot_id);
+	ks_db_bind_text(st, 5, req->profile);
+	ks_db_bind_text(st, 6, ks_reg_station(reg));
+	ks_db_bind_blob(st, 7, req->pubkey_sha256, 32);
+	ks_db_bind_int64(st, 8, now);
+	ks_db_bind_int64(st, 9, now);
 	r = exec_done(reg, st, "enroll: session");
 	if (r != KS_OK)
 		goto out;
-	sid = sqlite3_last_insert_rowid(reg->db);
+	sid = ks_db_last_rowid(reg->dbh);
 	r = insert_step(reg, sid, "RESERVED", now);
 	if (r == KS_OK)
 		r = insert_step(reg, sid, "KEYED", now);
@@ -498,14 +458,15 @@ int ks_reg_enroll_finish(ks_reg_t *reg, int64_t session_id,
 			 const char *credential_serial, const char *peer,
 			 const char *actor)
 {
-	sqlite3_stmt *st = NULL;
+	ks_db_stmt_t *st = NULL;
 	char serial[KS_REG_SERIAL_MAX], state[16];
 	char cserial[KS_REG_SERIAL_MAX * 2], old[KS_REG_SERIAL_MAX * 2];
 	uint8_t uid[KS_REG_UID_MAX];
 	size_t uid_len = 0;
 	int64_t device_id = 0, cert_id = 0, now = ks_reg_now_ms();
 	char *details = NULL;
-	int r, rc, n;
+	size_t n;
+	int r, rc;
 
 	if (reg == NULL || credential_serial == NULL)
 		return KS_ERR_ARG;
@@ -522,28 +483,27 @@ int ks_reg_enroll_finish(ks_reg_t *reg, int64_t session_id,
 		 &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_int64(st, 1, session_id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	ks_db_bind_int64(st, 1, session_id);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW) {
 		col_copy(st, 0, state, sizeof(state));
-		device_id = sqlite3_column_int64(st, 1);
+		device_id = ks_db_col_int64(st, 1);
 		col_copy(st, 2, serial, sizeof(serial));
-		n = sqlite3_column_bytes(st, 3);
-		if (n > 0 && (size_t)n <= sizeof(uid)) {
-			memcpy(uid, sqlite3_column_blob(st, 3), (size_t)n);
-			uid_len = (size_t)n;
+		n = ks_db_col_bytes(st, 3);
+		if (n > 0 && n <= sizeof(uid)) {
+			memcpy(uid, ks_db_col_blob(st, 3), n);
+			uid_len = n;
 		}
-		cert_id = sqlite3_column_int64(st, 4);
+		cert_id = ks_db_col_int64(st, 4);
 		col_copy(st, 5, cserial, sizeof(cserial));
 	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc == SQLITE_DONE) {
+	ks_db_finish(&st);
+	if (rc == KS_DB_DONE) {
 		r = KS_ERR_STATE;
 		goto out;
 	}
-	if (rc != SQLITE_ROW) {
-		r = ks_reg_sqlite_err(reg, rc, "enroll: finish");
+	if (rc != KS_DB_ROW) {
+		r = ks_reg_db_err(reg, rc, "enroll: finish");
 		goto out;
 	}
 	if (strcmp(state, "ISSUED") != 0 || uid_len == 0) {
@@ -558,17 +518,17 @@ int ks_reg_enroll_finish(ks_reg_t *reg, int64_t session_id,
 		 &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_int64(st, 1, device_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	ks_db_bind_int64(st, 1, device_id);
+	if (ks_db_step(st) == KS_DB_ROW)
 		col_copy(st, 0, old, sizeof(old));
-	sqlite3_finalize(st);
+	ks_db_finish(&st);
 	r = prep(reg,
 		 "UPDATE certificates SET status = 'SUPERSEDED' WHERE "
 		 "device_id = ? AND status = 'ACTIVE'",
 		 &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_int64(st, 1, device_id);
+	ks_db_bind_int64(st, 1, device_id);
 	r = exec_done(reg, st, "enroll: supersede");
 	if (r != KS_OK)
 		goto out;
@@ -576,7 +536,7 @@ int ks_reg_enroll_finish(ks_reg_t *reg, int64_t session_id,
 		 &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_int64(st, 1, cert_id);
+	ks_db_bind_int64(st, 1, cert_id);
 	r = exec_done(reg, st, "enroll: activate");
 	if (r != KS_OK)
 		goto out;
@@ -586,9 +546,9 @@ int ks_reg_enroll_finish(ks_reg_t *reg, int64_t session_id,
 		 &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_int64(st, 1, now);
-	sqlite3_bind_int64(st, 2, now);
-	sqlite3_bind_int64(st, 3, session_id);
+	ks_db_bind_int64(st, 1, now);
+	ks_db_bind_int64(st, 2, now);
+	ks_db_bind_int64(st, 3, session_id);
 	r = exec_done(reg, st, "enroll: session state");
 	if (r != KS_OK)
 		goto out;
@@ -599,11 +559,11 @@ int ks_reg_enroll_finish(ks_reg_t *reg, int64_t session_id,
 		 &st);
 	if (r != KS_OK)
 		goto out;
-	sqlite3_bind_int64(st, 1, cert_id);
-	sqlite3_bind_int64(st, 2, cert_id);
-	sqlite3_bind_int64(st, 3, now);
-	sqlite3_bind_int64(st, 4, device_id);
-	sqlite3_bind_text(st, 5, serial, -1, SQLITE_STATIC);
+	ks_db_bind_int64(st, 1, cert_id);
+	ks_db_bind_int64(st, 2, cert_id);
+	ks_db_bind_int64(st, 3, now);
+	ks_db_bind_int64(st, 4, device_id);
+	ks_db_bind_text(st, 5, serial);
 	r = exec_done(reg, st, "enroll: device state");
 	if (r != KS_OK)
 		goto out;

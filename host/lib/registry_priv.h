@@ -10,7 +10,6 @@
 #include <stdint.h>
 
 #include <openssl/evp.h>
-#include <sqlite3.h>
 
 #include "host/lib/db.h"
 
@@ -18,9 +17,7 @@
 
 struct ks_reg {
 	ks_db_t *dbh;       /* the database layer (SQLite or PostgreSQL) */
-	sqlite3 *db;        /* the same connection on SQLite, else NULL:
-			     * for code not yet on the database layer */
-	pthread_mutex_t mu; /* guards db and everything below */
+	pthread_mutex_t mu; /* guards dbh and everything below */
 	char station[KS_REG_NAME_MAX];
 	EVP_PKEY *key;      /* station key for checkpoints, or NULL */
 	uint8_t key_sha256[32];
@@ -59,8 +56,12 @@ int64_t ks_reg_now_ms(void);
  * serialisation -> BUSY, connection lost -> UNAVAILABLE), logging `what`.
  */
 int ks_reg_db_err(ks_reg_t *reg, int rc, const char *what);
-/** Map a SQLite result code of reg->db to ks_err_t (SQLite only). */
-int ks_reg_sqlite_err(ks_reg_t *reg, int rc, const char *what);
+/**
+ * Next device serial "<prefix>-NNNNNN" for a session being recorded in the
+ * caller's transaction (registry.c, leased serial blocks).
+ */
+KS_REG_WUR int ks_reg_serial_take(ks_reg_t *reg, const char *prefix,
+				  char *out, size_t cap);
 /** Lower-case hex of n bytes into out (2n+1 bytes). */
 void ks_reg_hex(const uint8_t *in, size_t n, char *out);
 
