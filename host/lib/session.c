@@ -468,6 +468,28 @@ static fail_t host_fail(run_t *r, const char *what, ks_err_t err)
 }
 
 /*
+ * The registry could not record a step (KS_ERR_UNAVAILABLE: the database
+ * stayed away for the registry's own reconnect window). A failed call
+ * was rolled back -- the database layer resolves a COMMIT cut off by the
+ * connection -- so running it again records the step once. While the
+ * board still answers and no stop is asked for, the board is kept where
+ * it is and the call is retried (the slot shows "waiting for registry");
+ * returns 1 to retry.
+ */
+static int reg_retry(run_t *r, int rc)
+{
+	ks_agent_status_t st;
+
+	if (rc != KS_ERR_UNAVAILABLE || stop_requested(r) || r->agent == NULL ||
+	    ks_agent_status(r->agent, &st) != KS_OK)
+		return 0;
+	ks_log_warn("%s: registry unreachable at %s; waiting for it",
+		    r->p->slot ? r->p->slot : r->p->port, ks_step_name(r->step));
+	progress(r, r->step, "waiting for registry");
+	return 1;
+}
+
+/*
  * Open the sealed channel before a secret (host key, seed) crosses the
  * link. The board is authenticated when it reports a key this registry
  * has certified, or journaled for the session being resumed: it must
@@ -592,8 +614,10 @@ static fail_t step_key(run_t *r)
 		if (rc != KS_OK)
 			return host_fail(r, "hashing the board's public key",
 					 (ks_err_t)rc);
-		rc = ks_reg_keyed(r->e->reg, r->sess.id, spki_hash,
-				  KS_REG_KEY_DEVICE, r->p->actor);
+		do
+			rc = ks_reg_keyed(r->e->reg, r->sess.id, spki_hash,
+					  KS_REG_KEY_DEVICE, r->p->actor);
+		while (reg_retry(r, rc));
 		if (rc != KS_OK)
 			return reg_fail(r, "recording KEYED", rc);
 	} else {
@@ -633,8 +657,10 @@ static fail_t step_key(run_t *r)
 			return fail_(KS_ERR_CRYPTO, KS_REG_FAILED);
 		}
 		/* journal the key (by its public hash) before it is written */
-		rc = ks_reg_keyed(r->e->reg, r->sess.id, spki_hash,
-				  KS_REG_KEY_HOST, r->p->actor);
+		do
+			rc = ks_reg_keyed(r->e->reg, r->sess.id, spki_hash,
+					  KS_REG_KEY_HOST, r->p->actor);
+		while (reg_retry(r, rc));
 		if (rc != KS_OK) {
 			ks_hostkey_free(&key);
 			return reg_fail(r, "recording KEYED", rc);
@@ -699,10 +725,14 @@ static fail_t step_issue(run_t *r)
 			f = fail_((ks_err_t)rc, KS_REG_FAILED);
 			goto out;
 		}
-		rc = ks_reg_cert_issued(r->e->reg, r->sess.id, iss->der,
-					iss->der_len, iss->serial_hex,
-					iss->spki_sha256, iss->not_before,
-					iss->not_after, r->p->actor);
+		do
+			rc = ks_reg_cert_issued(r->e->reg, r->sess.id,
+						iss->der, iss->der_len,
+						iss->serial_hex,
+						iss->spki_sha256,
+						iss->not_before,
+						iss->not_after, r->p->actor);
+		while (reg_retry(r, rc));
 		if (rc != KS_ERR_DUPLICATE)
 			break;
 		ks_log_warn("session %lld: certificate serial or key "
@@ -780,7 +810,10 @@ static fail_t step_write(run_t *r)
 	f = commit(r);
 	if (f.err != KS_OK)
 		return f;
-	rc = ks_reg_written(r->e->reg, r->sess.id, r->digest, r->p->actor);
+	do
+		rc = ks_reg_written(r->e->reg, r->sess.id, r->digest,
+				    r->p->actor);
+	while (reg_retry(r, rc));
 	if (rc != KS_OK) {
 		f = reg_fail(r, "recording WRITTEN", rc);
 		f.park = 1; /* the board holds it; resume will record it */
@@ -862,8 +895,10 @@ static fail_t step_verify(run_t *r)
 			f = fail_(KS_ERR_VERIFY, KS_REG_SCRAPPED);
 			goto out;
 		}
-		rc = ks_reg_boot_key(r->e->reg, r->sess.id,
-				     r->profile->boot_key_hash);
+		do
+			rc = ks_reg_boot_key(r->e->reg, r->sess.id,
+					     r->profile->boot_key_hash);
+		while (reg_retry(r, rc));
 		if (rc != KS_OK) {
 			f = reg_fail(r, "recording the secure-boot key hash",
 				     rc);
@@ -871,7 +906,9 @@ static fail_t step_verify(run_t *r)
 			goto out;
 		}
 	}
-	rc = ks_reg_verified(r->e->reg, r->sess.id, r->p->actor);
+	do
+		rc = ks_reg_verified(r->e->reg, r->sess.id, r->p->actor);
+	while (reg_retry(r, rc));
 	if (rc != KS_OK) {
 		f = reg_fail(r, "recording VERIFIED", rc);
 		f.park = 1;
@@ -943,7 +980,9 @@ static fail_t step_lock(run_t *r)
 		       lock, want);
 		return fail_(KS_ERR_VERIFY, KS_REG_SCRAPPED);
 	}
-	rc = ks_reg_locked(r->e->reg, r->sess.id, lock, r->p->actor);
+	do
+		rc = ks_reg_locked(r->e->reg, r->sess.id, lock, r->p->actor);
+	while (reg_retry(r, rc));
 	if (rc != KS_OK) {
 		fail_t f = reg_fail(r, "recording LOCKED", rc);
 
@@ -987,9 +1026,11 @@ static fail_t resume_from_board(run_t *r)
 	r->have_pubkey = 1;
 	if (at == KS_STEP_KEYED)
 		return ok_();
-	rc = ks_reg_session_cert(r->e->reg, r->sess.id, &r->cert, &r->cert_len,
-				 r->res->cert_serial,
-				 sizeof(r->res->cert_serial));
+	do
+		rc = ks_reg_session_cert(r->e->reg, r->sess.id, &r->cert,
+					 &r->cert_len, r->res->cert_serial,
+					 sizeof(r->res->cert_serial));
+	while (reg_retry(r, rc));
 	if (rc != KS_OK)
 		return reg_fail(r, "loading the session's certificate", rc);
 	rc = build_identity(r);
@@ -1000,8 +1041,10 @@ static fail_t resume_from_board(run_t *r)
 		/* delivered before the link dropped? then only record it */
 		if (st->state >= KP_STATE_COMMITTED && st->has_digest &&
 		    memcmp(st->id_digest, r->digest, 32) == 0) {
-			rc = ks_reg_written(r->e->reg, r->sess.id, r->digest,
-					    r->p->actor);
+			do
+				rc = ks_reg_written(r->e->reg, r->sess.id,
+						    r->digest, r->p->actor);
+			while (reg_retry(r, rc));
 			if (rc != KS_OK)
 				return reg_fail(r, "recording WRITTEN", rc);
 			r->step = KS_STEP_WRITTEN;
@@ -1037,8 +1080,10 @@ static fail_t reserve(run_t *r)
 	const ks_agent_state_t *st = &r->hello.st;
 	int rc;
 
-	rc = ks_reg_pending_session(r->e->reg, r->hello.uid, r->hello.uid_len,
-				    &r->sess);
+	do
+		rc = ks_reg_pending_session(r->e->reg, r->hello.uid, r->hello.uid_len,
+					    &r->sess);
+	while (reg_retry(r, rc));
 	if (rc == KS_OK) {
 		fail_t f;
 
@@ -1086,10 +1131,12 @@ static fail_t reserve(run_t *r)
 		       r->res->uid_hex);
 		return fail_(KS_ERR_STATE, KS_REG_FAILED);
 	}
-	rc = ks_reg_session_begin(r->e->reg, r->hello.uid, r->hello.uid_len,
-				  r->p->lot, r->profile->name, r->p->slot_index,
-				  reg_origin(r->profile), r->p->reprovision,
-				  r->p->actor, &r->sess);
+	do
+		rc = ks_reg_session_begin(r->e->reg, r->hello.uid, r->hello.uid_len,
+					  r->p->lot, r->profile->name, r->p->slot_index,
+					  reg_origin(r->profile), r->p->reprovision,
+					  r->p->actor, &r->sess);
+	while (reg_retry(r, rc));
 	if (rc != KS_OK) {
 		switch (rc) {
 		case KS_ERR_DUPLICATE:
@@ -1203,7 +1250,8 @@ ks_err_t ks_session_run(ks_engine_t *e, const ks_session_params_t *p,
 		f = reserve(&r);
 	}
 	if (f.err != KS_OK) {
-		if (!r.have_session)
+		/* an unreachable registry refuses no board: it is retried */
+		if (!r.have_session && f.err != KS_ERR_UNAVAILABLE)
 			res->final = KS_STEP_REFUSED;
 		goto out;
 	}
@@ -1220,7 +1268,9 @@ ks_err_t ks_session_run(ks_engine_t *e, const ks_session_params_t *p,
 	if (f.err == KS_OK && r.step == KS_STEP_VERIFIED && !stop_requested(&r))
 		f = step_lock(&r);
 	if (f.err == KS_OK && r.step == KS_STEP_LOCKED) {
-		rc = ks_reg_active(e->reg, r.sess.id, p->actor);
+		do
+			rc = ks_reg_active(e->reg, r.sess.id, p->actor);
+		while (reg_retry(&r, rc));
 		if (rc != KS_OK) {
 			f = reg_fail(&r, "recording ACTIVE", rc);
 			f.park = 1;
@@ -1237,7 +1287,13 @@ ks_err_t ks_session_run(ks_engine_t *e, const ks_session_params_t *p,
 		f.park = 1;
 	}
 out:
-	if (f.err != KS_OK && r.have_session) {
+	if (f.err == KS_ERR_UNAVAILABLE && r.have_session) {
+		/* the registry is away and the board no longer answers (or
+		 * the station stops): nothing can be recorded, nothing is
+		 * scrapped or voided; the registry keeps the session at its
+		 * last journaled step and the board's next HELLO resumes it */
+		res->final = r.step;
+	} else if (f.err != KS_OK && r.have_session) {
 		/* before a certificate exists there is nothing to resume */
 		if (f.park && r.step < KS_STEP_ISSUED)
 			f.park = r.step >= KS_STEP_RESERVED && stop_requested(&r);
