@@ -57,6 +57,47 @@ static void batch_line(const json_t *b, bool tty, int *lines)
 	}
 }
 
+/*
+ * The registry: backend and health, then the counters while it answers.
+ *   registry: postgresql://kiln@db/kiln, ok since 12:01:55
+ *   registry: postgresql, UNREACHABLE since 12:03:04 (connection refused)
+ *             -- 3 slots waiting, reconnecting
+ */
+static void registry_lines(const json_t *reg, int *lines)
+{
+	json_t *conn = json_object_get(reg, "connected");
+	char when[32] = "?";
+	int64_t since = kc_int(reg, "since_ms");
+	time_t t = (time_t)(since / 1000);
+	struct tm tm;
+
+	if (since > 0 && localtime_r(&t, &tm) != NULL)
+		strftime(when, sizeof(when), "%H:%M:%S", &tm);
+	printf("\n");
+	(*lines)++;
+	if (json_is_boolean(conn) && !json_is_true(conn)) {
+		int64_t waiting = kc_int(reg, "slots_waiting");
+
+		printf("registry: %s, UNREACHABLE since %s (%s) -- %" PRId64
+		       " slot%s waiting, reconnecting\n",
+		       kc_str(reg, "url"), when, kc_str(reg, "last_error"),
+		       waiting, waiting == 1 ? "" : "s");
+		(*lines)++;
+		return;
+	}
+	if (json_is_boolean(conn)) {
+		printf("registry: %s, ok since %s\n", kc_str(reg, "url"), when);
+		(*lines)++;
+	}
+	if (json_object_get(reg, "sessions") != NULL) {
+		printf("registry: %" PRId64 " devices ACTIVE, %" PRId64
+		       " sessions, %" PRId64 " audit events\n",
+		       kc_int(reg, "devices_active"), kc_int(reg, "sessions"),
+		       kc_int(reg, "audit_events"));
+		(*lines)++;
+	}
+}
+
 int kc_status_render(const json_t *st, bool tty)
 {
 	json_t *slots = json_object_get(st, "slots"), *b = json_object_get(st, "batch");
@@ -98,16 +139,13 @@ int kc_status_render(const json_t *st, bool tty)
 		       kc_str(s, "serial")[0] ? kc_str(s, "serial") : "-",
 		       kc_int(s, "ok"), kc_int(s, "failed"), last,
 		       tty ? 60 : 400,
-		       err[0] ? err : (strcmp(state, "waiting") == 0 ? "waiting for a board" : ""));
+		       kc_str(s, "note")[0] ? kc_str(s, "note")
+		       : err[0]	     ? err
+		       : (strcmp(state, "waiting") == 0 ? "waiting for a board" : ""));
 		lines++;
 	}
-	if (json_is_object(reg)) {
-		printf("\nregistry: %" PRId64 " devices ACTIVE, %" PRId64
-		       " sessions, %" PRId64 " audit events\n",
-		       kc_int(reg, "devices_active"), kc_int(reg, "sessions"),
-		       kc_int(reg, "audit_events"));
-		lines += 2;
-	}
+	if (json_is_object(reg))
+		registry_lines(reg, &lines);
 	return lines;
 }
 

@@ -20,6 +20,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
+#include "host/lib/db.h"
 #include "host/lib/log.h"
 #include "host/lib/transport.h"
 
@@ -385,6 +388,27 @@ static void lookup_group(parse_t *p, const char *key, const char *value,
 	*gid = gr.gr_gid;
 }
 
+/* A postgresql:// URL libpq can parse; the reason is reported if not. */
+static bool pg_url_ok(parse_t *p, const char *url, const char *shown)
+{
+	PQconninfoOption *opts;
+	char *msg = NULL;
+	size_t n;
+
+	opts = PQconninfoParse(url, &msg);
+	if (opts == NULL) {
+		n = msg != NULL ? strlen(msg) : 0;
+		while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+			msg[--n] = '\0';
+		perr(p, p->line, "[station] registry = '%s': not a valid PostgreSQL URL (%s); expected postgresql://[USER@]HOST[:PORT]/DATABASE[?OPTIONS]",
+		     shown, msg != NULL ? msg : "out of memory");
+		PQfreemem(msg);
+		return false;
+	}
+	PQconninfoFree(opts);
+	return true;
+}
+
 static void station_key(parse_t *p, const char *key, const char *value)
 {
 	kd_config_t *c = p->cfg;
@@ -399,8 +423,40 @@ static void station_key(parse_t *p, const char *key, const char *value)
 				 value);
 	} else if (strcmp(key, "registry") == 0) {
 		c->registry_line = p->line;
-		(void)set_path(p, "station", key, value, c->registry,
-			       sizeof(c->registry));
+		if (ks_db_url_backend(value) == KS_DB_PG) {
+			char shown[512];
+
+			ks_db_url_mask(value, shown, sizeof(shown));
+			if (strlen(value) >= sizeof(c->registry))
+				perr(p, p->line, "[station] registry = '%s': URL too long",
+				     shown);
+			else if (!pg_url_ok(p, value, shown))
+				; /* reported */
+			else
+				snprintf(c->registry, sizeof(c->registry),
+					 "%s", value);
+		} else if (strncmp(value, "sqlite:", 7) == 0) {
+			(void)set_path(p, "station", key, value + 7,
+				       c->registry, sizeof(c->registry));
+		} else if (strstr(value, "://") != NULL) {
+			perr(p, p->line, "[station] registry = '%.*s...': unknown kind of registry; expected a file path, sqlite:PATH or postgresql://...",
+			     (int)(strstr(value, "://") - value), value);
+		} else {
+			(void)set_path(p, "station", key, value, c->registry,
+				       sizeof(c->registry));
+		}
+	} else if (strcmp(key, "serial_block") == 0) {
+		if (!parse_uint(value, 1, KD_SERIAL_BLOCK_MAX, &v))
+			perr(p, p->line, "[station] serial_block = '%s': expected a number of device serials leased at once, 1..%u",
+			     value, KD_SERIAL_BLOCK_MAX);
+		else
+			c->serial_block = (unsigned)v;
+	} else if (strcmp(key, "registry_timeout") == 0) {
+		if (!parse_uint(value, 0, KD_REGISTRY_TIMEOUT_MAX, &v))
+			perr(p, p->line, "[station] registry_timeout = '%s': expected seconds to wait for a lost registry connection, 0..%u",
+			     value, KD_REGISTRY_TIMEOUT_MAX);
+		else
+			c->registry_timeout = (unsigned)v;
 	} else if (strcmp(key, "control_socket") == 0) {
 		struct sockaddr_un sun;
 
@@ -464,7 +520,7 @@ static void station_key(parse_t *p, const char *key, const char *value)
 		else
 			c->checkpoint_interval = (unsigned)v;
 	} else {
-		perr(p, p->line, "[station] unknown key '%s' (= '%s'); known: id, registry, control_socket, control_group, operator_group, auditor_group, user, group, station_key, log_level, checkpoint_interval",
+		perr(p, p->line, "[station] unknown key '%s' (= '%s'); known: id, registry, serial_block, registry_timeout, control_socket, control_group, operator_group, auditor_group, user, group, station_key, log_level, checkpoint_interval",
 		     key, value);
 	}
 }
@@ -801,6 +857,7 @@ ks_err_t kd_config_load(const char *path, kd_config_t **out, char *err,
 	c->user_uid = (uid_t)-1;
 	c->log_level = KS_LOG_INFO;
 	c->checkpoint_interval = KD_DEFAULT_CHECKPOINT;
+	c->registry_timeout = KS_DB_TIMEOUT_DEFAULT;
 	p.cfg = c;
 	p.err = err;
 	p.errlen = errlen;

@@ -1,9 +1,10 @@
 /*
  * kilnd: the station configuration file (INI).
  *
- *   [station]       id, registry, control_socket, control_group
- *                   (alias socket_group), operator_group, auditor_group,
- *                   user, group, station_key, log_level,
+ *   [station]       id, registry (PATH, sqlite:PATH or postgresql://...),
+ *                   serial_block, registry_timeout, control_socket,
+ *                   control_group (alias socket_group), operator_group,
+ *                   auditor_group, user, group, station_key, log_level,
  *                   checkpoint_interval
  *   [ca]            cert, key (a PEM file or a pkcs11: URI), chain,
  *                   pkcs11_module
@@ -30,6 +31,8 @@
 #define KD_VALUE_MAX 1024u
 #define KD_DEFAULT_SOCKET "/run/kiln/kilnd.sock"
 #define KD_DEFAULT_CHECKPOINT 64u /* audit events between checkpoints */
+#define KD_SERIAL_BLOCK_MAX 100000u  /* serial_block upper bound */
+#define KD_REGISTRY_TIMEOUT_MAX 86400u /* registry_timeout upper bound (s) */
 
 /* One key = value line of a [profile NAME] section. */
 typedef struct {
@@ -58,7 +61,11 @@ typedef struct {
 	char dir[PATH_MAX];  /* its directory, absolute */
 
 	char station_id[KD_NAME_MAX];
+	/* the registry URL: an absolute SQLite path ("sqlite:" dropped,
+	 * relative paths resolved) or a postgresql:// URL as given */
 	char registry[PATH_MAX];
+	unsigned serial_block;     /* 0 = the registry's default */
+	unsigned registry_timeout; /* seconds; default KS_DB_TIMEOUT_DEFAULT */
 	char control_socket[PATH_MAX];
 	char socket_group[KD_NAME_MAX]; /* control_group; "" = the daemon's */
 	gid_t socket_gid;                /* (gid_t)-1 when not set */

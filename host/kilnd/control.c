@@ -32,7 +32,9 @@
 #include "host/lib/export.h"
 #include "host/lib/log.h"
 #include "host/lib/profile.h"
+#include "host/lib/db.h"
 #include "host/lib/registry.h"
+#include "host/lib/registry_health.h"
 
 #define KD_REQ_MAX 65536u     /* longest request line */
 #define KD_CONN_MAX 64        /* concurrent clients */
@@ -196,18 +198,25 @@ static void audit_action(kd_daemon_t *d, const char *actor, json_t *details)
 
 /* ---- commands ---- */
 
-static json_t *slot_json(const kd_slot_t *s, int64_t now)
+/* `waiting`: the registry is unreachable, so a session in flight waits
+ * for it (or was parked by it) */
+static json_t *slot_json(const kd_slot_t *s, int64_t now, bool waiting)
 {
+	const char *note = "";
+
+	if (s->state == KD_SLOT_PROVISIONING && (waiting || s->reg_wait))
+		note = "waiting for registry";
 	return json_pack(
-		"{s:s, s:i, s:s, s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:I}",
+		"{s:s, s:i, s:s, s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:i, s:I}",
 		"name", s->cfg->name, "index", s->index, "port", s->cfg->port,
 		"enabled", s->cfg->enabled, "state", kd_slot_state_name(s->state),
-		"step", ks_step_name(s->step), "uid", s->uid, "serial",
-		s->serial, "cert_serial", s->cert_serial, "error", s->error,
-		"ok", (json_int_t)s->ok, "failed", (json_int_t)s->failed,
-		"refused", (json_int_t)s->refused, "port_errors",
-		(json_int_t)s->port_errors, "last_ms", (int)s->last_ms,
-		"state_age_ms", (json_int_t)(now - s->since_ms));
+		"step", ks_step_name(s->step), "note", note, "uid", s->uid,
+		"serial", s->serial, "cert_serial", s->cert_serial, "error",
+		s->error, "ok", (json_int_t)s->ok, "failed",
+		(json_int_t)s->failed, "refused", (json_int_t)s->refused,
+		"port_errors", (json_int_t)s->port_errors, "last_ms",
+		(int)s->last_ms, "state_age_ms",
+		(json_int_t)(now - s->since_ms));
 }
 
 static json_t *batch_json(const kd_batch_t *b, int64_t now)
@@ -231,20 +240,69 @@ static json_t *batch_json(const kd_batch_t *b, int64_t now)
 		b->actor, "end_reason", b->end_reason);
 }
 
+/*
+ * "registry": the backend, the masked URL, the connection's health and,
+ * while the database answers, this station's counters. Never blocks on
+ * the database: during an outage the slots hold the registry while they
+ * wait for it, and the operator must still see what is going on.
+ */
+static json_t *registry_json(kd_daemon_t *d, int waiting)
+{
+	ks_db_health_t h;
+	ks_reg_counts_t counts;
+	char shown[512];
+	json_t *j;
+
+	if (ks_reg_health(d->reg, &h) != KS_OK)
+		return json_null();
+	ks_db_url_mask(d->cfg->registry, shown, sizeof(shown));
+	j = json_pack("{s:s, s:s, s:s, s:b, s:I, s:s, s:i, s:i}", "backend",
+		      h.backend, "url", shown, "state",
+		      h.connected ? "ok" : "unreachable", "connected",
+		      h.connected, "since_ms", (json_int_t)h.since_ms,
+		      "last_error", h.last_error, "slots_waiting", waiting,
+		      "timeout_s", (int)d->cfg->registry_timeout);
+	if (j != NULL && h.connected &&
+	    ks_reg_counts_nowait(d->reg, 300, &counts) == KS_OK) {
+		json_t *bs = json_object();
+
+		for (int s = 0; s < KS_REG_STATE_COUNT; s++)
+			json_object_set_new(bs, ks_reg_state_name(s),
+					    json_integer((json_int_t)counts.by_state[s]));
+		json_object_set_new(j, "sessions",
+				    json_integer((json_int_t)counts.sessions));
+		json_object_set_new(j, "devices_active",
+				    json_integer((json_int_t)counts.devices_active));
+		json_object_set_new(j, "audit_events",
+				    json_integer((json_int_t)counts.audit_events));
+		json_object_set_new(j, "audit_head_seq",
+				    json_integer((json_int_t)counts.audit_head_seq));
+		json_object_set_new(j, "by_state", bs);
+	}
+	return j;
+}
+
 static json_t *cmd_status(kd_daemon_t *d, json_t *req, const char *actor)
 {
 	json_t *rsp, *slots;
-	ks_reg_counts_t counts;
+	ks_db_health_t h;
 	int64_t now = kd_now_ms();
-	int r;
+	bool down;
+	int waiting = 0;
 
 	(void)req;
 	(void)actor;
+	down = ks_reg_health(d->reg, &h) == KS_OK && !h.connected;
 	rsp = ok();
 	slots = json_array();
 	pthread_mutex_lock(&d->lock);
-	for (size_t i = 0; i < d->nslots; i++)
-		json_array_append_new(slots, slot_json(&d->slots[i], now));
+	for (size_t i = 0; i < d->nslots; i++) {
+		const kd_slot_t *s = &d->slots[i];
+
+		if (s->state == KD_SLOT_PROVISIONING && (down || s->reg_wait))
+			waiting++;
+		json_array_append_new(slots, slot_json(s, now, down));
+	}
 	json_object_set_new(rsp, "batch", d->batch.started_ms
 						  ? batch_json(&d->batch, now)
 						  : json_null());
@@ -254,23 +312,7 @@ static json_t *cmd_status(kd_daemon_t *d, json_t *req, const char *actor)
 	json_object_set_new(rsp, "uptime_ms",
 			    json_integer(now - d->started_ms));
 	json_object_set_new(rsp, "slots", slots);
-	r = ks_reg_counts(d->reg, &counts);
-	if (r == KS_OK) {
-		json_t *bs = json_object();
-
-		for (int s = 0; s < KS_REG_STATE_COUNT; s++)
-			json_object_set_new(bs, ks_reg_state_name(s),
-					    json_integer((json_int_t)counts.by_state[s]));
-		json_object_set_new(
-			rsp, "registry",
-			json_pack("{s:I, s:I, s:I, s:I, s:o}", "sessions",
-				  (json_int_t)counts.sessions, "devices_active",
-				  (json_int_t)counts.devices_active,
-				  "audit_events", (json_int_t)counts.audit_events,
-				  "audit_head_seq",
-				  (json_int_t)counts.audit_head_seq, "by_state",
-				  bs));
-	}
+	json_object_set_new(rsp, "registry", registry_json(d, waiting));
 	return rsp;
 }
 

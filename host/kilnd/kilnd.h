@@ -52,6 +52,7 @@ typedef struct kd_slot {
 	uint64_t ok, failed, refused, port_errors;
 	uint32_t last_ms; /* duration of the last session */
 	int64_t since_ms; /* wall clock when the state was entered */
+	bool reg_wait;    /* the session waits for the registry to return */
 } kd_slot_t;
 
 typedef struct {

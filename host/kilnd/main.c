@@ -31,6 +31,7 @@
 #include "host/kilnd/fault.h"
 #endif
 #include "host/lib/log.h"
+#include "host/lib/db.h"
 #include "host/lib/registry.h"
 
 #define KD_ERRBUF 8192
@@ -115,6 +116,7 @@ static int run(kd_daemon_t *d, int ready_fd)
 {
 	sigset_t set;
 	int sig, rc = 0, r;
+	char shown[512];
 
 	r = ks_reg_audit_event(d->reg, "kilnd", KS_REG_EV_STATION_STARTED,
 			       NULL);
@@ -142,9 +144,10 @@ static int run(kd_daemon_t *d, int ready_fd)
 		d->stop = 1;
 		goto out;
 	}
+	ks_db_url_mask(d->cfg->registry, shown, sizeof(shown));
 	ks_log_info("station %s ready: %zu slot%s, registry %s",
 		    d->cfg->station_id, d->nslots, d->nslots == 1 ? "" : "s",
-		    d->cfg->registry);
+		    shown);
 #ifdef HAVE_SYSTEMD
 	(void)sd_notify(0, "READY=1\nSTATUS=serving");
 #endif

@@ -179,12 +179,15 @@ static void on_progress(void *arg, ks_step_t step, const char *note)
 {
 	kd_slot_t *s = arg;
 
-	(void)note;
 	pthread_mutex_lock(&s->d->lock);
 	s->step = step;
+	/* the engine says so while it retries a step the registry could not
+	 * record (ks_session_run, KS_ERR_UNAVAILABLE) */
+	s->reg_wait = note != NULL && strcmp(note, "waiting for registry") == 0;
 	pthread_mutex_unlock(&s->d->lock);
 #ifdef KILN_FAULT_INJECTION
-	kd_fault_step(step); /* the step is durable; the next is not begun */
+	if (note == NULL || strcmp(note, "waiting for registry") != 0)
+		kd_fault_step(step); /* the step is durable; the next is not begun */
 #endif
 }
 
@@ -198,6 +201,7 @@ static void slot_record(kd_slot_t *s, const ks_session_result_t *res,
 		 res->cert_serial);
 	s->last_ms = res->total_ms;
 	s->step = res->final;
+	s->reg_wait = false;
 	if (r == KS_OK) {
 		s->ok++;
 		s->error[0] = '\0';

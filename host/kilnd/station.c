@@ -26,7 +26,9 @@
 #include "host/lib/log.h"
 #include "host/lib/p11.h"
 #include "host/lib/profile.h"
+#include "host/lib/db.h"
 #include "host/lib/registry.h"
+#include "host/lib/registry_health.h"
 #include "host/lib/signer.h"
 #include "host/kilnd/enroll.h"
 
@@ -347,6 +349,8 @@ ks_err_t kd_station_open(kd_config_t **cfgp, bool check_only, kd_daemon_t **out,
 	int rr, signer_fd = -1;
 	pid_t signer_pid = 0;
 	char cmsg[1100];
+	char shown[512];
+	ks_reg_opts_t ro;
 
 	*out = NULL;
 	err[0] = '\0';
@@ -404,13 +408,18 @@ ks_err_t kd_station_open(kd_config_t **cfgp, bool check_only, kd_daemon_t **out,
 	if (r != KS_OK || check_only)
 		goto out;
 
-	rr = ks_reg_open(c->registry, c->station_id, &d->reg);
+	ks_db_url_mask(c->registry, shown, sizeof(shown));
+	memset(&ro, 0, sizeof(ro));
+	ro.serial_block = c->serial_block;
+	ro.timeout_s = c->registry_timeout;
+	rr = ks_reg_open_ex(c->registry, c->station_id, &ro, &d->reg);
 	if (rr != KS_OK) {
 		addf(err, errlen, "%s:%u: [station] registry = '%s': cannot open: %s",
-		     c->path, c->registry_line, c->registry, ks_strerror((int)rr));
+		     c->path, c->registry_line, shown, ks_strerror((int)rr));
 		r = (ks_err_t)rr;
 		goto out;
 	}
+	ks_reg_set_db_timeout(d->reg, c->registry_timeout);
 	cmsg[0] = '\0';
 	r = ks_signer_connect(signer_fd, signer_pid, &d->signer, cmsg,
 			      sizeof(cmsg));
@@ -438,7 +447,7 @@ ks_err_t kd_station_open(kd_config_t **cfgp, bool check_only, kd_daemon_t **out,
 	if (rr == KS_OK && !ks_signer_is_remote(d->signer))
 		rr = (int)seed_lots(d);
 	if (rr != KS_OK) {
-		addf(err, errlen, "registry %s: %s", c->registry, ks_strerror((int)rr));
+		addf(err, errlen, "registry %s: %s", shown, ks_strerror((int)rr));
 		r = (ks_err_t)rr;
 		goto out;
 	}

@@ -76,6 +76,17 @@ void ks_db_set_timeout(ks_db_t *db, unsigned timeout_s)
 						    : timeout_s * 1000u;
 }
 
+unsigned ks_db_timeout_ms(const ks_db_t *db)
+{
+	return db != NULL ? db->timeout_ms : 0;
+}
+
+void ks_db_set_timeout_ms(ks_db_t *db, unsigned timeout_ms)
+{
+	if (db != NULL)
+		db->timeout_ms = timeout_ms;
+}
+
 int ks_db_reconnect_wait(ks_db_t *db)
 {
 	int64_t deadline = mono_ms() + db->timeout_ms;

@@ -98,6 +98,10 @@ int ks_db_connected(const ks_db_t *db);
  * to 5 s). Default KS_DB_TIMEOUT_DEFAULT. No effect on SQLite.
  */
 void ks_db_set_timeout(ks_db_t *db, unsigned timeout_s);
+/** The reconnect window in milliseconds (see ks_db_set_timeout). */
+unsigned ks_db_timeout_ms(const ks_db_t *db);
+/** Set the reconnect window in milliseconds (0: fail at once). */
+void ks_db_set_timeout_ms(ks_db_t *db, unsigned timeout_ms);
 
 /** Health of a connection, for status displays. */
 typedef struct {
