@@ -28,6 +28,7 @@ static const struct {
 	{"rma", kc_cmd_rma, "retire a returned/rejected board: SCRAPPED, certificate voided (audited)"},
 	{"ca", kc_cmd_ca, "development CA (in a file or a PKCS#11 token), release gate check (offline)"},
 	{"image", kc_cmd_image, "sign, verify and show firmware images for the secure boot (offline)"},
+	{"registry", kc_cmd_registry, "move a station's SQLite registry into PostgreSQL (migrate, offline)"},
 	{"help", cmd_help, "show this help, or a command's help"},
 	{"version", cmd_version, "print the version"},
 };
