@@ -1,3 +1,7 @@
+/* the CSR subject is built as one CN attribute directly (no DN string
+ * parser in the firmware): needs the context's subject list */
+#define MBEDTLS_ALLOW_PRIVATE_ACCESS
+
 #include <string.h>
 
 #include "mbedtls/ctr_drbg.h"
@@ -5,7 +9,9 @@
 #include "mbedtls/ecdsa.h"
 #include "mbedtls/gcm.h"
 #include "mbedtls/hkdf.h"
+#include "mbedtls/asn1write.h"
 #include "mbedtls/md.h"
+#include "mbedtls/oid.h"
 #include "mbedtls/ecp.h"
 #include "mbedtls/memory_buffer_alloc.h"
 #include "mbedtls/pk.h"
@@ -16,7 +22,6 @@
 #include "device/core/crypto.h"
 #include "device/hal/hal.h"
 
-#define SUBJECT_MAX (3u + 2u * 64u + 1u) /* "CN=" + escaped cn + NUL */
 #define PERS_MAX (64u + 32u)
 
 /* State of the DRBG's entropy callback. */
@@ -230,28 +235,26 @@ out:
 	return r;
 }
 
-/* "CN=" + cn with the RFC 4514 special characters backslash-escaped. */
-static kp_status_t subject_name(const char *cn, size_t cn_len, char *out,
-				size_t cap)
+/*
+ * The subject: one CN attribute (UTF8String) holding cn as given. Printable
+ * ASCII only; no DN string syntax is involved, so no escaping either.
+ */
+static kp_status_t set_subject(mbedtls_x509write_csr *csr, const char *cn,
+			       size_t cn_len)
 {
-	size_t w = 0;
+	mbedtls_asn1_named_data *d;
 
-	if (cn_len == 0 || cap < 4)
+	if (cn_len == 0 || cn_len > 64)
 		return KP_ST_BAD_MESSAGE;
-	memcpy(out, "CN=", 3);
-	w = 3;
-	for (size_t i = 0; i < cn_len; i++) {
-		char c = cn[i];
-
-		if (c < 0x20 || c > 0x7E)
+	for (size_t i = 0; i < cn_len; i++)
+		if (cn[i] < 0x20 || cn[i] > 0x7E)
 			return KP_ST_BAD_MESSAGE;
-		if (cap - w < 3)
-			return KP_ST_BAD_MESSAGE;
-		if (strchr(" ,=+<>#;\"\\", c) != NULL)
-			out[w++] = '\\';
-		out[w++] = c;
-	}
-	out[w] = '\0';
+	d = mbedtls_asn1_store_named_data(&csr->subject, MBEDTLS_OID_AT_CN,
+					  MBEDTLS_OID_SIZE(MBEDTLS_OID_AT_CN),
+					  (const unsigned char *)cn, cn_len);
+	if (d == NULL)
+		return KP_ST_CRYPTO;
+	d->val.tag = MBEDTLS_ASN1_UTF8_STRING;
 	return KP_ST_OK;
 }
 
@@ -262,7 +265,6 @@ kp_status_t ka_crypto_csr(const ka_crypto_env_t *env, const uint8_t d[32],
 {
 	mbedtls_x509write_csr csr;
 	mbedtls_pk_context pk;
-	char subject[SUBJECT_MAX];
 	session_t s;
 	kp_status_t r;
 	int n;
@@ -272,7 +274,7 @@ kp_status_t ka_crypto_csr(const ka_crypto_env_t *env, const uint8_t d[32],
 	r = session_begin(&s, env, d);
 	if (r != KP_ST_OK)
 		goto out;
-	r = subject_name(cn, cn_len, subject, sizeof(subject));
+	r = set_subject(&csr, cn, cn_len);
 	if (r != KP_ST_OK)
 		goto out;
 	r = KP_ST_CRYPTO;
@@ -285,8 +287,6 @@ kp_status_t ka_crypto_csr(const ka_crypto_env_t *env, const uint8_t d[32],
 	r = KP_ST_CRYPTO;
 	mbedtls_x509write_csr_set_md_alg(&csr, MBEDTLS_MD_SHA256);
 	mbedtls_x509write_csr_set_key(&csr, &pk);
-	if (mbedtls_x509write_csr_set_subject_name(&csr, subject) != 0)
-		goto out;
 	/* written at the end of out[]; moved to the front below */
 	n = mbedtls_x509write_csr_der(&csr, out, cap, mbedtls_ctr_drbg_random,
 				      &s.drbg);
