@@ -41,6 +41,22 @@ static const struct {
 	{"bad checkpoint interval", "[station]\nid = s\nregistry = r.db\n"
 	 "station_key = ca/station.key\ncheckpoint_interval = 12x\n" GOOD_CA
 	 GOOD_PROFILE, 5, "checkpoint_interval = '12x'"},
+	{"serial block 0", "[station]\nid = s\nregistry = r.db\n"
+	 "station_key = ca/station.key\nserial_block = 0\n" GOOD_CA
+	 GOOD_PROFILE, 5, "serial_block = '0'"},
+	{"serial block too large", "[station]\nid = s\nregistry = r.db\n"
+	 "station_key = ca/station.key\nserial_block = 100001\n" GOOD_CA
+	 GOOD_PROFILE, 5, "1..100000"},
+	{"bad registry timeout", "[station]\nid = s\nregistry = r.db\n"
+	 "station_key = ca/station.key\nregistry_timeout = 30s\n" GOOD_CA
+	 GOOD_PROFILE, 5, "registry_timeout = '30s'"},
+	{"unknown registry kind", "[station]\nid = s\n"
+	 "registry = mysql://db/kiln\nstation_key = ca/station.key\n" GOOD_CA
+	 GOOD_PROFILE, 3, "unknown kind of registry"},
+	{"bad postgresql URL, password masked", "[station]\nid = s\n"
+	 "registry = postgresql://u:secret@h/db?bogus=1\n"
+	 "station_key = ca/station.key\n" GOOD_CA GOOD_PROFILE, 3,
+	 "postgresql://u:***@h/db?bogus=1"},
 	{"bad station id", "[station]\nid = a b\nregistry = r.db\n"
 	 "station_key = ca/station.key\n" GOOD_CA GOOD_PROFILE, 2, "id = 'a b'"},
 	{"duplicate key", GOOD_STATION "[ca]\ncert = ca/station-ca.pem\n"
@@ -126,7 +142,8 @@ int main(int argc, char **argv)
 		else
 			snprintf(want, sizeof(want), "kilnd.conf: ");
 		kt_check(rc == 1 && strstr(out, want) != NULL &&
-				 strstr(out, bad[i].needle) != NULL,
+				 strstr(out, bad[i].needle) != NULL &&
+				 strstr(out, "secret") == NULL,
 			 "%s: rc %d, expect '%s' and '%s' in:\n%s", bad[i].what,
 			 rc, want, bad[i].needle, out);
 	}
