@@ -232,21 +232,35 @@ int ks_audit_b64_decode(const char *s, uint8_t **out, size_t *out_len)
 
 /* ---- append ---- */
 
-static int audit_head(ks_reg_t *reg, int64_t *seq, uint8_t hash[32])
+/*
+ * Head of this station's chain, read inside the caller's write
+ * transaction (so two stations appending at once cannot fork a chain: the
+ * write lock serialises them and each reads its head after taking it).
+ * seq 0 / zero hash when the chain has no row yet.
+ */
+static int audit_head(ks_reg_t *reg, int64_t *seq, uint8_t hash[32],
+		      int64_t *cp_seq)
 {
 	ks_db_stmt_t *st = NULL;
 	int rc;
 	int r = KS_OK;
 
 	*seq = 0;
+	if (cp_seq != NULL)
+		*cp_seq = 0;
 	memset(hash, 0, 32);
-	rc = ks_db_prepare(reg->dbh, "SELECT seq, row_hash FROM audit ORDER BY seq "
-				"DESC LIMIT 1", &st);
+	rc = ks_db_prepare(reg->dbh,
+			   "SELECT seq, row_hash, checkpoint_seq FROM "
+			   "audit_heads WHERE chain = ?",
+			   &st);
 	if (rc != KS_DB_EOK)
 		return ks_reg_db_err(reg, rc, "audit head");
+	ks_db_bind_text(st, 1, reg->station);
 	rc = ks_db_step(st);
 	if (rc == KS_DB_ROW) {
 		*seq = ks_db_col_int64(st, 0);
+		if (cp_seq != NULL)
+			*cp_seq = ks_db_col_int64(st, 2);
 		if (ks_db_col_bytes(st, 1) == 32)
 			memcpy(hash, ks_db_col_blob(st, 1), 32);
 		else
@@ -260,46 +274,49 @@ static int audit_head(ks_reg_t *reg, int64_t *seq, uint8_t hash[32])
 
 int ks_audit_since_checkpoint(ks_reg_t *reg, int64_t *count)
 {
-	ks_db_stmt_t *st = NULL;
-	int rc;
-	int r = KS_OK;
+	uint8_t hash[32];
+	int64_t seq = 0, cp = 0;
+	int r;
 
 	*count = 0;
-	rc = ks_db_prepare(reg->dbh, "SELECT coalesce(max(seq), 0) - coalesce((SELECT "
-				"max(seq) FROM audit WHERE type = 'CHECKPOINT'), "
-				"0) FROM audit", &st);
-	if (rc != KS_DB_EOK)
-		return ks_reg_db_err(reg, rc, "since checkpoint");
-	if (ks_db_step(st) == KS_DB_ROW)
-		*count = ks_db_col_int64(st, 0);
-	else
-		r = ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
-				      "since checkpoint");
-	ks_db_finish(&st);
+	r = audit_head(reg, &seq, hash, &cp);
+	if (r == KS_OK)
+		*count = seq - cp;
 	return r;
 }
 
-static int meta_put(ks_reg_t *reg, const char *key, const void *blob,
-		    size_t n, int64_t ival)
+/* Move this station's head to (seq, hash); a checkpoint row also moves
+ * checkpoint_seq. */
+static int head_put(ks_reg_t *reg, int64_t seq, const uint8_t hash[32],
+		    int checkpoint)
 {
 	ks_db_stmt_t *st = NULL;
 	int rc;
 
-	rc = ks_db_prepare(reg->dbh, "INSERT INTO meta(key, value) VALUES(?, ?) ON "
-				"CONFLICT(key) DO UPDATE SET value = "
-				"excluded.value", &st);
+	rc = ks_db_prepare(reg->dbh,
+			   checkpoint
+				   ? "INSERT INTO audit_heads(chain, seq, "
+				     "row_hash, checkpoint_seq) VALUES(?1, ?2, "
+				     "?3, ?2) ON CONFLICT(chain) DO UPDATE SET "
+				     "seq = excluded.seq, row_hash = "
+				     "excluded.row_hash, checkpoint_seq = "
+				     "excluded.checkpoint_seq"
+				   : "INSERT INTO audit_heads(chain, seq, "
+				     "row_hash, checkpoint_seq) VALUES(?1, ?2, "
+				     "?3, 0) ON CONFLICT(chain) DO UPDATE SET "
+				     "seq = excluded.seq, row_hash = "
+				     "excluded.row_hash",
+			   &st);
 	if (rc != KS_DB_EOK)
-		return ks_reg_db_err(reg, rc, "meta");
-	ks_db_bind_text(st, 1, key);
-	if (blob != NULL)
-		ks_db_bind_blob(st, 2, blob, n);
-	else
-		ks_db_bind_int64(st, 2, ival);
+		return ks_reg_db_err(reg, rc, "audit head");
+	ks_db_bind_text(st, 1, reg->station);
+	ks_db_bind_int64(st, 2, seq);
+	ks_db_bind_blob(st, 3, hash, 32);
 	rc = ks_db_step(st);
 	ks_db_finish(&st);
 	if (rc != KS_DB_DONE)
 		return ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
-					 "meta");
+				     "audit head");
 	return KS_OK;
 }
 
@@ -312,11 +329,11 @@ static int append_row(ks_reg_t *reg, const ks_audit_ev_t *ev, int64_t *seq)
 	int r;
 	int rc;
 
-	r = audit_head(reg, &head, prev);
+	r = audit_head(reg, &head, prev, NULL);
 	if (r != KS_OK)
 		return r;
 	memset(&row, 0, sizeof(row));
-	row.seq = head + 1;
+	row.seq = head + 1; /* the station's chain sequence */
 	row.time_ms = ks_reg_now_ms();
 	row.station = reg->station;
 	row.actor = ev->actor != NULL ? ev->actor : "kilnd";
@@ -330,43 +347,72 @@ static int append_row(ks_reg_t *reg, const ks_audit_ev_t *ev, int64_t *seq)
 	row.details = ev->details;
 	ks_audit_row_hash(&row, prev, hash);
 
-	rc = ks_db_prepare(reg->dbh, "INSERT INTO audit(seq, time_ms, station_id, "
-				"actor, type, uid, device_serial, cert_serial, "
-				"session_id, details, prev_hash, row_hash) "
-				"VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", &st);
+	/* seq: the global order of rows across stations (writers hold the
+	 * write lock, so max + 1 is taken by one transaction at a time) */
+	rc = ks_db_prepare(reg->dbh,
+			   "INSERT INTO audit(seq, chain, chain_seq, time_ms, "
+			   "station_id, actor, type, uid, device_serial, "
+			   "cert_serial, session_id, details, prev_hash, "
+			   "row_hash) VALUES((SELECT coalesce(max(seq), 0) + 1 "
+			   "FROM audit), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+			   "RETURNING seq",
+			   &st);
 	if (rc != KS_DB_EOK)
 		return ks_reg_db_err(reg, rc, "audit insert");
-	ks_db_bind_int64(st, 1, row.seq);
-	ks_db_bind_int64(st, 2, row.time_ms);
-	ks_db_bind_text(st, 3, row.station);
-	ks_db_bind_text(st, 4, row.actor);
-	ks_db_bind_text(st, 5, row.type);
+	ks_db_bind_text(st, 1, reg->station);
+	ks_db_bind_int64(st, 2, row.seq);
+	ks_db_bind_int64(st, 3, row.time_ms);
+	ks_db_bind_text(st, 4, row.station);
+	ks_db_bind_text(st, 5, row.actor);
+	ks_db_bind_text(st, 6, row.type);
 	if (row.uid != NULL)
-		ks_db_bind_blob(st, 6, row.uid, row.uid_len);
+		ks_db_bind_blob(st, 7, row.uid, row.uid_len);
+	else
+		ks_db_bind_null(st, 7);
 	if (row.device_serial != NULL)
-		ks_db_bind_text(st, 7, row.device_serial);
+		ks_db_bind_text(st, 8, row.device_serial);
+	else
+		ks_db_bind_null(st, 8);
 	if (row.cert_serial != NULL)
-		ks_db_bind_text(st, 8, row.cert_serial);
+		ks_db_bind_text(st, 9, row.cert_serial);
+	else
+		ks_db_bind_null(st, 9);
 	if (row.has_session)
-		ks_db_bind_int64(st, 9, row.session_id);
+		ks_db_bind_int64(st, 10, row.session_id);
+	else
+		ks_db_bind_null(st, 10);
 	if (row.details != NULL)
-		ks_db_bind_text(st, 10, row.details);
-	ks_db_bind_blob(st, 11, prev, 32);
-	ks_db_bind_blob(st, 12, hash, 32);
+		ks_db_bind_text(st, 11, row.details);
+	else
+		ks_db_bind_null(st, 11);
+	ks_db_bind_blob(st, 12, prev, 32);
+	ks_db_bind_blob(st, 13, hash, 32);
 	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW && seq != NULL)
+		*seq = ks_db_col_int64(st, 0);
+	if (rc == KS_DB_ROW)
+		rc = ks_db_step(st);
 	ks_db_finish(&st);
 	if (rc != KS_DB_DONE)
 		return ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
-					 "audit insert");
+				     "audit insert");
 	ks_reg_fault(reg, "audit:append");
-	/* The head is also kept in meta so that a tail removed with the
-	 * triggers dropped shows (unless meta is forged too). */
-	r = meta_put(reg, "audit_head_seq", NULL, 0, row.seq);
-	if (r == KS_OK)
-		r = meta_put(reg, "audit_head_hash", hash, 32, 0);
-	if (r == KS_OK && seq != NULL)
-		*seq = row.seq;
-	return r;
+	/* The head is also kept apart so that a tail removed with the
+	 * triggers dropped shows (unless audit_heads is forged too). */
+	return head_put(reg, row.seq, hash, ev->type == KS_REG_EV_CHECKPOINT);
+}
+
+/* Base64 of a public key's DER SubjectPublicKeyInfo; malloc'ed. */
+static char *pubkey_b64(EVP_PKEY *key)
+{
+	unsigned char *der = NULL;
+	char *b64 = NULL;
+	int n = i2d_PUBKEY(key, &der);
+
+	if (n > 0)
+		b64 = ks_audit_b64_encode(der, (size_t)n);
+	OPENSSL_free(der);
+	return b64;
 }
 
 int ks_audit_append_checkpoint(ks_reg_t *reg, const char *actor)
@@ -376,14 +422,14 @@ int ks_audit_append_checkpoint(ks_reg_t *reg, const char *actor)
 	uint8_t *sig = NULL;
 	size_t sig_len = 0, mlen;
 	char hhex[65], khex[65];
-	char *b64 = NULL, *details = NULL;
+	char *b64 = NULL, *details = NULL, *pub = NULL;
 	json_t *obj = NULL;
 	int64_t seq = 0;
 	int r;
 
 	if (reg->key == NULL)
 		return KS_ERR_STATE;
-	r = audit_head(reg, &seq, head);
+	r = audit_head(reg, &seq, head, NULL);
 	if (r != KS_OK)
 		return r;
 	mlen = ks_audit_checkpoint_message(reg->station, seq, head, msg,
@@ -398,10 +444,16 @@ int ks_audit_append_checkpoint(ks_reg_t *reg, const char *actor)
 		r = KS_ERR_NOMEM;
 		goto out;
 	}
+	pub = pubkey_b64(reg->key);
+	if (pub == NULL) {
+		r = KS_ERR_NOMEM;
+		goto out;
+	}
 	ks_reg_hex(head, 32, hhex);
 	ks_reg_hex(reg->key_sha256, 32, khex);
-	obj = json_pack("{s:I, s:s, s:s, s:s}", "covers_seq", (json_int_t)seq,
-			"head", hhex, "key_sha256", khex, "sig", b64);
+	obj = json_pack("{s:I, s:s, s:s, s:s, s:s}", "covers_seq",
+			(json_int_t)seq, "head", hhex, "key_sha256", khex,
+			"pubkey", pub, "sig", b64);
 	details = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	if (details == NULL) {
 		r = KS_ERR_NOMEM;
@@ -418,6 +470,7 @@ out:
 	json_decref(obj);
 	OPENSSL_free(sig);
 	free(b64);
+	free(pub);
 	free(details);
 	return r;
 }
@@ -464,13 +517,24 @@ out:
 
 /* ---- verification ---- */
 
+/* One chain as the verifier saw it. */
+typedef struct {
+	ks_audit_chain_t c;
+	int64_t last_global; /* global seq of its last row */
+} vchain_t;
+
 typedef struct {
 	ks_db_t *db;
 	ks_audit_report_t *rep;
 	X509_STORE *store;
 	STACK_OF(X509) *untrusted;
-	EVP_PKEY *pub;
-	uint8_t pub_sha256[32];
+	EVP_PKEY *const *keys;   /* trusted station keys */
+	uint8_t (*key_sha)[32];  /* their SHA-256 fingerprints */
+	size_t nkeys;
+	vchain_t *chains;
+	size_t nchains, chains_cap;
+	EVP_MD_CTX *md;          /* reused for every row hash */
+	EVP_MD *sha256;
 } vctx_t;
 
 __attribute__((format(printf, 2, 3)))
@@ -490,67 +554,115 @@ static void problem(vctx_t *v, const char *fmt, ...)
 static int hex_decode(const char *s, uint8_t *out, size_t n)
 {
 	size_t i;
-	unsigned v;
+	unsigned hv;
 
 	if (s == NULL || strlen(s) != 2 * n)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+		if (sscanf(s + 2 * i, "%2x", &hv) != 1)
 			return -1;
-		out[i] = (uint8_t)v;
+		out[i] = (uint8_t)hv;
 	}
 	return 0;
 }
 
-static void check_checkpoint(vctx_t *v, int64_t seq, const char *station,
-			     const char *details, const uint8_t prev[32])
+/* The trusted key with this fingerprint, or NULL. */
+static EVP_PKEY *trusted_key(const vctx_t *v, const uint8_t khash[32])
+{
+	size_t i;
+
+	for (i = 0; i < v->nkeys; i++)
+		if (memcmp(v->key_sha[i], khash, 32) == 0)
+			return v->keys[i];
+	return NULL;
+}
+
+static void check_checkpoint(vctx_t *v, vchain_t *ch, int64_t seq,
+			     const char *station, const char *details,
+			     const uint8_t prev[32])
 {
 	json_t *j = NULL;
 	json_int_t covers = 0;
 	const char *head_hex = NULL, *key_hex = NULL, *sig_b64 = NULL;
-	uint8_t head[32], khash[32];
+	const char *pub_b64 = NULL;
+	uint8_t head[32], khash[32], phash[32];
 	uint8_t msg[CP_MSG_MAX];
-	uint8_t *sig = NULL;
-	size_t sig_len = 0, mlen;
+	uint8_t *sig = NULL, *pder = NULL;
+	size_t sig_len = 0, pder_len = 0, mlen;
+	EVP_PKEY *key;
+	const char *c = ch->c.station;
 
 	j = details ? json_loads(details, 0, NULL) : NULL;
 	if (j == NULL ||
-	    json_unpack(j, "{s:I, s:s, s:s, s:s}", "covers_seq", &covers,
+	    json_unpack(j, "{s:I, s:s, s:s, s:s, s?s}", "covers_seq", &covers,
 			"head", &head_hex, "key_sha256", &key_hex, "sig",
-			&sig_b64) != 0 ||
+			&sig_b64, "pubkey", &pub_b64) != 0 ||
 	    hex_decode(head_hex, head, 32) != 0 ||
 	    hex_decode(key_hex, khash, 32) != 0) {
-		problem(v, "audit seq %lld (CHECKPOINT): malformed details",
-			(long long)seq);
+		problem(v, "audit seq %lld at station %s (CHECKPOINT): malformed "
+			   "details",
+			(long long)seq, c);
 		goto out;
 	}
 	if (covers != seq - 1 || memcmp(head, prev, 32) != 0) {
 		problem(v,
-			"audit seq %lld (CHECKPOINT): covers seq %lld but does "
-			"not match the head of the log before it",
-			(long long)seq, (long long)covers);
+			"audit seq %lld at station %s (CHECKPOINT): covers seq "
+			"%lld but does not match the head of the chain before "
+			"it",
+			(long long)seq, c, (long long)covers);
 		goto out;
 	}
-	if (memcmp(khash, v->pub_sha256, 32) != 0) {
+	/* the recorded public key (checkpoints since schema 3) must be the
+	 * one the fingerprint names */
+	if (pub_b64 != NULL) {
+		const unsigned char *pp;
+		EVP_PKEY *pk = NULL;
+		int same = 0;
+
+		if (ks_audit_b64_decode(pub_b64, &pder, &pder_len) == KS_OK &&
+		    pder_len <= INT32_MAX) {
+			pp = pder;
+			pk = d2i_PUBKEY(NULL, &pp, (long)pder_len);
+			same = pk != NULL && pp == pder + pder_len &&
+			       ks_audit_pubkey_sha256(pk, phash) == KS_OK &&
+			       memcmp(phash, khash, 32) == 0;
+		}
+		EVP_PKEY_free(pk);
+		if (!same) {
+			problem(v,
+				"audit seq %lld at station %s (CHECKPOINT): the "
+				"recorded public key is not the key %.16s... "
+				"it names",
+				(long long)seq, c, key_hex);
+			goto out;
+		}
+	}
+	memcpy(ch->c.key_sha256, khash, 32);
+	ch->c.has_key = 1;
+	key = trusted_key(v, khash);
+	if (key == NULL) {
 		problem(v,
-			"audit seq %lld (CHECKPOINT): signed by key %.16s..., "
-			"not the configured station key",
-			(long long)seq, key_hex);
+			"audit seq %lld at station %s (CHECKPOINT): signed by key "
+			"%.16s..., not a trusted station key",
+			(long long)seq, c, key_hex);
 		goto out;
 	}
 	mlen = ks_audit_checkpoint_message(station, covers, head, msg,
 					   sizeof(msg));
 	if (mlen == 0 || mlen > sizeof(msg) ||
 	    ks_audit_b64_decode(sig_b64, &sig, &sig_len) != KS_OK ||
-	    ks_audit_sig_verify(v->pub, msg, mlen, sig, sig_len) != KS_OK) {
-		problem(v, "audit seq %lld (CHECKPOINT): bad signature",
-			(long long)seq);
+	    ks_audit_sig_verify(key, msg, mlen, sig, sig_len) != KS_OK) {
+		problem(v, "audit seq %lld at station %s (CHECKPOINT): bad "
+			   "signature",
+			(long long)seq, c);
 		goto out;
 	}
+	ch->c.checkpoints++;
+	ch->c.last_checkpoint_seq = seq;
 	v->rep->checkpoints++;
-	v->rep->last_checkpoint_seq = seq;
 out:
 	free(sig);
+	free(pder);
 	json_decref(j);
 }
 
@@ -559,123 +671,254 @@ static const char *ctext(ks_db_stmt_t *st, int i)
 	return ks_db_col_text(st, i);
 }
 
+/* Row hash with the verifier's reused digest context. */
+static void row_hash_fast(vctx_t *v, const ks_audit_row_t *row,
+			  const uint8_t prev[32], uint8_t out[32])
+{
+	EVP_MD_CTX *c = v->md;
+	unsigned int n = 0;
+
+	if (EVP_DigestInit_ex2(c, v->sha256, NULL) != 1) {
+		memset(out, 0xff, 32);
+		return;
+	}
+	EVP_DigestUpdate(c, prev, 32);
+	hash_int(c, row->seq);
+	hash_int(c, row->time_ms);
+	hash_text(c, row->station);
+	hash_text(c, row->actor);
+	hash_text(c, row->type);
+	if (row->uid == NULL)
+		hash_field(c, TAG_NULL, NULL, 0);
+	else
+		hash_field(c, TAG_BLOB, row->uid, row->uid_len);
+	hash_text(c, row->device_serial);
+	hash_text(c, row->cert_serial);
+	if (row->has_session)
+		hash_int(c, row->session_id);
+	else
+		hash_field(c, TAG_NULL, NULL, 0);
+	hash_text(c, row->details);
+	if (EVP_DigestFinal_ex(c, out, &n) != 1 || n != 32)
+		memset(out, 0xff, 32);
+}
+
+/* A new chain entry (the stream visits each chain once, in order). */
+static vchain_t *chain_new(vctx_t *v, const char *name)
+{
+	vchain_t *ch;
+
+	if (v->nchains == v->chains_cap) {
+		size_t cap = v->chains_cap ? 2 * v->chains_cap : 8;
+		vchain_t *p = realloc(v->chains, cap * sizeof(*p));
+
+		if (p == NULL)
+			return NULL;
+		v->chains = p;
+		v->chains_cap = cap;
+	}
+	ch = &v->chains[v->nchains++];
+	memset(ch, 0, sizeof(*ch));
+	snprintf(ch->c.station, sizeof(ch->c.station), "%s",
+		 name != NULL ? name : "");
+	return ch;
+}
+
+/*
+ * Every chain, streamed in (chain, chain_seq) order so that a log of
+ * millions of rows is never held in memory: contiguous sequence from 1,
+ * prev_hash links, row hashes, checkpoints.
+ */
 static int verify_chain(vctx_t *v)
 {
 	ks_db_stmt_t *st = NULL;
+	vchain_t *ch = NULL;
 	uint8_t prev[32], calc[32];
 	int64_t expect = 1;
 	int rc;
+	int r = KS_ERR_DB;
 
 	memset(prev, 0, sizeof(prev));
-	rc = ks_db_prepare(v->db, "SELECT seq, time_ms, station_id, actor, type, "
-				"uid, device_serial, cert_serial, session_id, "
-				"details, prev_hash, row_hash FROM audit ORDER "
-				"BY seq", &st);
+	rc = ks_db_prepare_stream(v->db,
+				  "SELECT chain, chain_seq, time_ms, station_id, "
+				  "actor, type, uid, device_serial, "
+				  "cert_serial, session_id, details, "
+				  "prev_hash, row_hash, seq FROM audit ORDER "
+				  "BY chain, chain_seq",
+				  &st);
 	if (rc != KS_DB_EOK)
-		return KS_ERR_DB;
+		goto out;
 	while ((rc = ks_db_step(st)) == KS_DB_ROW) {
 		ks_audit_row_t row;
-		const void *ph = ks_db_col_blob(st, 10);
-		const void *rh = ks_db_col_blob(st, 11);
+		const char *chain = ctext(st, 0);
+		const void *ph = ks_db_col_blob(st, 11);
+		const void *rh = ks_db_col_blob(st, 12);
+		const char *c;
 
+		if (chain == NULL)
+			chain = "";
+		if (ch == NULL || strcmp(ch->c.station, chain) != 0) {
+			ch = chain_new(v, chain);
+			if (ch == NULL) {
+				r = KS_ERR_NOMEM;
+				goto out;
+			}
+			memset(prev, 0, sizeof(prev));
+			expect = 1;
+		}
+		c = ch->c.station;
 		memset(&row, 0, sizeof(row));
-		row.seq = ks_db_col_int64(st, 0);
-		row.time_ms = ks_db_col_int64(st, 1);
-		row.station = ctext(st, 2);
-		row.actor = ctext(st, 3);
-		row.type = ctext(st, 4);
-		if (ks_db_col_type(st, 5) != KS_DB_T_NULL) {
-			row.uid = ks_db_col_blob(st, 5);
-			row.uid_len = (size_t)ks_db_col_bytes(st, 5);
+		row.seq = ks_db_col_int64(st, 1);
+		row.time_ms = ks_db_col_int64(st, 2);
+		row.station = ctext(st, 3);
+		row.actor = ctext(st, 4);
+		row.type = ctext(st, 5);
+		if (ks_db_col_type(st, 6) != KS_DB_T_NULL) {
+			row.uid = ks_db_col_blob(st, 6);
+			row.uid_len = ks_db_col_bytes(st, 6);
 			if (row.uid == NULL)
 				row.uid = (const uint8_t *)"";
 		}
-		row.device_serial = ctext(st, 6);
-		row.cert_serial = ctext(st, 7);
-		row.has_session = ks_db_col_type(st, 8) != KS_DB_T_NULL;
-		row.session_id = ks_db_col_int64(st, 8);
-		row.details = ctext(st, 9);
+		row.device_serial = ctext(st, 7);
+		row.cert_serial = ctext(st, 8);
+		row.has_session = ks_db_col_type(st, 9) != KS_DB_T_NULL;
+		row.session_id = ks_db_col_int64(st, 9);
+		row.details = ctext(st, 10);
 		v->rep->rows++;
+		ch->c.rows++;
 		if (row.seq != expect)
 			problem(v,
-				"audit seq %lld: expected seq %lld (rows "
-				"deleted, inserted or reordered)",
-				(long long)row.seq, (long long)expect);
-		if (ph == NULL || ks_db_col_bytes(st, 10) != 32 ||
+				"audit seq %lld at station %s: expected seq %lld "
+				"(rows deleted, inserted or reordered)",
+				(long long)row.seq, c, (long long)expect);
+		if (ph == NULL || ks_db_col_bytes(st, 11) != 32 ||
 		    memcmp(ph, prev, 32) != 0)
 			problem(v,
-				"audit seq %lld: prev_hash does not link to the "
-				"row before it",
-				(long long)row.seq);
-		ks_audit_row_hash(&row, prev, calc);
-		if (rh == NULL || ks_db_col_bytes(st, 11) != 32 ||
+				"audit seq %lld at station %s: prev_hash does not "
+				"link to the row before it",
+				(long long)row.seq, c);
+		row_hash_fast(v, &row, prev, calc);
+		if (rh == NULL || ks_db_col_bytes(st, 12) != 32 ||
 		    memcmp(rh, calc, 32) != 0)
 			problem(v,
-				"audit seq %lld (%s): row_hash mismatch (the "
-				"row was edited)",
-				(long long)row.seq,
+				"audit seq %lld at station %s (%s): row_hash "
+				"mismatch (the row was edited)",
+				(long long)row.seq, c,
 				row.type ? row.type : "?");
 		if (row.type != NULL && strcmp(row.type, "CHECKPOINT") == 0)
-			check_checkpoint(v, row.seq,
+			check_checkpoint(v, ch, row.seq,
 					 row.station ? row.station : "",
 					 row.details, prev);
-		if (rh != NULL && ks_db_col_bytes(st, 11) == 32)
+		if (rh != NULL && ks_db_col_bytes(st, 12) == 32)
 			memcpy(prev, rh, 32);
 		else
 			memcpy(prev, calc, 32);
-		v->rep->head_seq = row.seq;
+		ch->c.head_seq = row.seq;
+		memcpy(ch->c.head_hash, prev, 32);
+		ch->last_global = ks_db_col_int64(st, 13);
 		expect = row.seq + 1;
+	}
+	if (rc != KS_DB_DONE)
+		goto out;
+	r = KS_OK;
+out:
+	ks_db_finish(&st);
+	return r;
+}
+
+static vchain_t *chain_find(vctx_t *v, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < v->nchains; i++)
+		if (strcmp(v->chains[i].c.station, name) == 0)
+			return &v->chains[i];
+	return NULL;
+}
+
+/* The head recorded by every append must be each chain's last row. */
+static int verify_heads(vctx_t *v)
+{
+	ks_db_stmt_t *st = NULL;
+	size_t i, seen = 0;
+	int rc;
+
+	rc = ks_db_prepare(v->db, "SELECT chain, seq, row_hash FROM "
+				  "audit_heads ORDER BY chain",
+			   &st);
+	if (rc != KS_DB_EOK)
+		return KS_ERR_DB;
+	while ((rc = ks_db_step(st)) == KS_DB_ROW) {
+		const char *name = ctext(st, 0) ? ctext(st, 0) : "";
+		int64_t seq = ks_db_col_int64(st, 1);
+		vchain_t *ch = chain_find(v, name);
+
+		if (ch == NULL) {
+			problem(v,
+				"audit station %s: the registry recorded its "
+				"head at seq %lld but the log has no row of "
+				"it (rows 1..%lld were removed)",
+				name, (long long)seq, (long long)seq);
+			continue;
+		}
+		seen++;
+		ch->c.head_recorded = 1;
+		if (seq != ch->c.head_seq)
+			problem(v,
+				"audit station %s: the log ends at seq %lld "
+				"but the registry recorded its head at seq "
+				"%lld (rows after seq %lld were removed)",
+				name, (long long)ch->c.head_seq,
+				(long long)seq, (long long)ch->c.head_seq);
+		else if (ks_db_col_bytes(st, 2) != 32 ||
+			 memcmp(ks_db_col_blob(st, 2), ch->c.head_hash, 32) !=
+				 0)
+			problem(v,
+				"audit seq %lld at station %s: head hash "
+				"differs from the one the registry recorded",
+				(long long)seq, name);
 	}
 	ks_db_finish(&st);
 	if (rc != KS_DB_DONE)
 		return KS_ERR_DB;
-	memcpy(v->rep->head_hash, prev, 32);
-	v->rep->unsigned_tail =
-		(uint64_t)(v->rep->head_seq - v->rep->last_checkpoint_seq);
+	if (seen != v->nchains)
+		for (i = 0; i < v->nchains; i++)
+			if (!v->chains[i].c.head_recorded)
+				problem(v,
+					"audit station %s: no head recorded "
+					"for its chain (ends at seq %lld)",
+					v->chains[i].c.station,
+					(long long)v->chains[i].c.head_seq);
 	return KS_OK;
 }
 
-/* The head recorded in meta by every append must be the log's head. */
-static int verify_meta_head(vctx_t *v)
+/* Per-chain results into the report; the overall head is the chain
+ * written last. */
+static void report_chains(vctx_t *v)
 {
-	ks_db_stmt_t *st = NULL;
-	int64_t seq = 0;
-	int have_seq = 0, have_hash = 0;
-	uint8_t hash[32];
-	int rc;
+	ks_audit_report_t *rep = v->rep;
+	const vchain_t *last = NULL;
+	size_t i;
 
-	rc = ks_db_prepare(v->db, "SELECT key, value FROM meta WHERE key IN "
-				"('audit_head_seq', 'audit_head_hash')", &st);
-	if (rc != KS_DB_EOK)
-		return KS_ERR_DB;
-	while (ks_db_step(st) == KS_DB_ROW) {
-		const char *k = ctext(st, 0);
+	rep->chains_total = v->nchains;
+	for (i = 0; i < v->nchains; i++) {
+		vchain_t *ch = &v->chains[i];
 
-		if (k && strcmp(k, "audit_head_seq") == 0) {
-			seq = ks_db_col_int64(st, 1);
-			have_seq = 1;
-		} else if (k && ks_db_col_bytes(st, 1) == 32) {
-			memcpy(hash, ks_db_col_blob(st, 1), 32);
-			have_hash = 1;
-		}
+		ch->c.unsigned_tail =
+			(uint64_t)(ch->c.head_seq - ch->c.last_checkpoint_seq);
+		rep->unsigned_tail += ch->c.unsigned_tail;
+		if (i < KS_AUDIT_CHAINS_MAX)
+			rep->chains[rep->nchains++] = ch->c;
+		if (last == NULL || ch->last_global > last->last_global)
+			last = ch;
 	}
-	ks_db_finish(&st);
-	if (!have_seq && v->rep->head_seq == 0)
-		return KS_OK;
-	if (!have_seq || seq != v->rep->head_seq) {
-		problem(v,
-			"audit: the log ends at seq %lld but the registry "
-			"recorded its head at seq %lld (rows after seq %lld "
-			"were removed)",
-			(long long)v->rep->head_seq, (long long)seq,
-			(long long)v->rep->head_seq);
-	} else if (!have_hash || memcmp(hash, v->rep->head_hash, 32) != 0) {
-		problem(v,
-			"audit seq %lld: head hash differs from the one the "
-			"registry recorded",
-			(long long)seq);
+	if (last != NULL) {
+		rep->head_seq = last->c.head_seq;
+		memcpy(rep->head_hash, last->c.head_hash, 32);
+		rep->last_checkpoint_seq = last->c.last_checkpoint_seq;
+		snprintf(rep->head_station, sizeof(rep->head_station), "%s",
+			 last->c.station);
 	}
-	return KS_OK;
 }
 
 static int load_ca(vctx_t *v, const char *path)
@@ -986,9 +1229,22 @@ static int verify_cross(vctx_t *v)
 int ks_audit_verify(const char *db_path, const char *ca_pem_path,
 		    EVP_PKEY *station_pub, ks_audit_report_t *report)
 {
+	EVP_PKEY *keys[1];
+
+	keys[0] = station_pub;
+	return ks_audit_verify_keys(db_path, ca_pem_path,
+				    station_pub != NULL ? keys : NULL,
+				    station_pub != NULL ? 1 : 0, report);
+}
+
+int ks_audit_verify_keys(const char *db_path, const char *ca_pem_path,
+			 EVP_PKEY *const *keys, size_t nkeys,
+			 ks_audit_report_t *report)
+{
 	vctx_t v;
 	ks_db_stmt_t *st = NULL;
 	int version = -1;
+	size_t i;
 	int r = KS_ERR_ARG;
 
 	memset(&v, 0, sizeof(v));
@@ -996,12 +1252,24 @@ int ks_audit_verify(const char *db_path, const char *ca_pem_path,
 		return KS_ERR_ARG;
 	memset(report, 0, sizeof(*report));
 	v.rep = report;
-	if (db_path == NULL || ca_pem_path == NULL || station_pub == NULL)
+	if (db_path == NULL || ca_pem_path == NULL || keys == NULL ||
+	    nkeys == 0 || nkeys > 4096)
 		goto out;
-	r = ks_audit_pubkey_sha256(station_pub, v.pub_sha256);
-	if (r != KS_OK)
+	r = KS_ERR_NOMEM;
+	v.key_sha = calloc(nkeys, sizeof(*v.key_sha));
+	v.md = EVP_MD_CTX_new();
+	v.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (v.key_sha == NULL || v.md == NULL || v.sha256 == NULL)
 		goto out;
-	v.pub = station_pub;
+	for (i = 0; i < nkeys; i++) {
+		r = keys[i] != NULL
+			    ? ks_audit_pubkey_sha256(keys[i], v.key_sha[i])
+			    : KS_ERR_ARG;
+		if (r != KS_OK)
+			goto out;
+	}
+	v.keys = keys;
+	v.nkeys = nkeys;
 	r = load_ca(&v, ca_pem_path);
 	if (r != KS_OK)
 		goto out;
@@ -1032,12 +1300,21 @@ int ks_audit_verify(const char *db_path, const char *ca_pem_path,
 		r = version < 1 ? KS_ERR_DB : KS_ERR_UNSUPPORTED;
 		goto out;
 	}
+	if (version < 3) {
+		/* opened read-only: the chain columns come with schema 3 */
+		ks_log_error("%s: registry schema %d predates per-station "
+			     "audit chains; open it once with this version "
+			     "of kilnd or kiln to migrate it",
+			     db_path, version);
+		r = KS_ERR_UNSUPPORTED;
+		goto out;
+	}
 	/* One read transaction: a consistent snapshot of every table. */
 	if (ks_db_begin_read(v.db) != KS_DB_EOK)
 		goto out;
 	r = verify_chain(&v);
 	if (r == KS_OK)
-		r = verify_meta_head(&v);
+		r = verify_heads(&v);
 	if (r == KS_OK)
 		r = verify_certs(&v);
 	if (r == KS_OK)
@@ -1045,6 +1322,7 @@ int ks_audit_verify(const char *db_path, const char *ca_pem_path,
 	ks_db_rollback(v.db);
 	if (r != KS_OK)
 		goto out;
+	report_chains(&v);
 	report->ok = report->errors == 0;
 	r = report->ok ? KS_OK : KS_ERR_AUDIT;
 out:
@@ -1054,5 +1332,9 @@ out:
 	ks_db_close(&v.db);
 	X509_STORE_free(v.store);
 	sk_X509_pop_free(v.untrusted, X509_free);
+	free(v.chains);
+	free(v.key_sha);
+	EVP_MD_CTX_free(v.md);
+	EVP_MD_free(v.sha256);
 	return r;
 }

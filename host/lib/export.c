@@ -43,9 +43,9 @@ static const struct {
 	  "s ON s.id = c.session_id ORDER BY c.id",
 	  11 },
 	{ "events",
-	  "SELECT seq, time_ms, station_id AS station, actor, type, uid, "
-	  "device_serial, cert_serial, session_id, details, prev_hash, "
-	  "row_hash FROM audit ORDER BY seq",
+	  "SELECT seq, chain, chain_seq, time_ms, station_id AS station, "
+	  "actor, type, uid, device_serial, cert_serial, session_id, details, "
+	  "prev_hash, row_hash FROM audit ORDER BY seq",
 	  -1 },
 };
 

@@ -151,6 +151,10 @@ int ks_reg_db_err(ks_reg_t *reg, int rc, const char *what)
 	return KS_ERR_DB;
 }
 
+static void leases_committed(ks_reg_t *reg);
+static void leases_forget_tentative(ks_reg_t *reg);
+static void leases_refill(ks_reg_t *reg);
+
 static int64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -228,11 +232,14 @@ int ks_reg_tx_commit(ks_reg_t *reg)
 		ks_reg_tx_rollback(reg);
 		return r;
 	}
+	leases_committed(reg);
+	leases_refill(reg);
 	return KS_OK;
 }
 
 void ks_reg_tx_rollback(ks_reg_t *reg)
 {
+	leases_forget_tentative(reg);
 	if (reg->group) {
 		/* undo this step only; the group's earlier steps stay */
 		if (reg->sp_open)
@@ -1127,32 +1134,190 @@ static int record_step(ks_reg_t *reg, int64_t sid, const char *step,
 	return run(reg, st, "insert step");
 }
 
-/* Next device serial for `prefix`, allocated in the caller's transaction. */
-int ks_reg_serial_take(ks_reg_t *reg, const char *prefix, char *out,
-			size_t cap)
+/* ---- leased serial blocks ---- */
+
+/*
+ * Lease `n` serials of `prefix` in the caller's transaction: the shared
+ * counter moves by n and the block is recorded in serial_blocks. The
+ * database's unique constraints on device serials stay the last word.
+ */
+static int lease_block(ks_reg_t *reg, const char *prefix, int64_t n,
+		       int64_t *first, int64_t *last)
 {
 	ks_db_stmt_t *st = NULL;
-	int64_t next = 0;
+	int64_t end = 0;
 	int r;
 
 	r = prep(reg,
-		 "INSERT INTO serial_counters(prefix, next) VALUES(?, 1) "
-		 "ON CONFLICT(prefix) DO UPDATE SET next = serial_counters.next + 1 "
-		 "RETURNING next",
+		 "INSERT INTO serial_counters(prefix, next) VALUES(?1, ?2) "
+		 "ON CONFLICT(prefix) DO UPDATE SET next = "
+		 "serial_counters.next + ?2 RETURNING next",
 		 &st);
 	if (r != KS_OK)
 		return r;
 	bind_text(st, 1, prefix);
+	ks_db_bind_int64(st, 2, n);
 	if (ks_db_step(st) == KS_DB_ROW)
-		next = ks_db_col_int64(st, 0);
+		end = ks_db_col_int64(st, 0);
 	else
 		r = ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
-				      "serial counter");
+				  "serial counter");
 	ks_db_finish(&st);
 	if (r != KS_OK)
 		return r;
-	if ((size_t)snprintf(out, cap, "%s-%06lld", prefix, (long long)next) >=
-	    cap)
+	if (end < n) {
+		ks_log_error("serial counter of %s is inconsistent (%lld)",
+			     prefix, (long long)end);
+		return KS_ERR_DB;
+	}
+	r = prep(reg,
+		 "INSERT INTO serial_blocks(prefix, station_id, first, last, "
+		 "leased_at) VALUES(?, ?, ?, ?, ?)",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	bind_text(st, 1, prefix);
+	bind_text(st, 2, reg->station);
+	ks_db_bind_int64(st, 3, end - n + 1);
+	ks_db_bind_int64(st, 4, end);
+	ks_db_bind_int64(st, 5, ks_reg_now_ms());
+	r = run(reg, st, "serial block");
+	if (r != KS_OK)
+		return r;
+	*first = end - n + 1;
+	*last = end;
+	ks_log_debug("leased serials %s-%06lld..%06lld", prefix,
+		     (long long)*first, (long long)*last);
+	return KS_OK;
+}
+
+/* The lease slot of `prefix` (a new or least recently used one). */
+static ks_reg_lease_t *lease_slot(ks_reg_t *reg, const char *prefix)
+{
+	ks_reg_lease_t *l, *victim = &reg->leases[0];
+	size_t i;
+
+	for (i = 0; i < KS_REG_LEASES; i++) {
+		l = &reg->leases[i];
+		if (strcmp(l->prefix, prefix) == 0)
+			return l;
+		if (l->used < victim->used)
+			victim = l;
+	}
+	/* an unused remainder of the evicted prefix becomes a gap */
+	memset(victim, 0, sizeof(*victim));
+	snprintf(victim->prefix, sizeof(victim->prefix), "%s", prefix);
+	victim->next = 1;
+	victim->last = 0;
+	return victim;
+}
+
+static int64_t lease_left(const ks_reg_lease_t *l)
+{
+	int64_t n = l->next <= l->last ? l->last - l->next + 1 : 0;
+
+	if (l->spare_first != 0)
+		n += l->spare_last - l->spare_first + 1;
+	return n;
+}
+
+/* Forget leases taken in a transaction that did not commit. */
+static void leases_forget_tentative(ks_reg_t *reg)
+{
+	size_t i;
+
+	for (i = 0; i < KS_REG_LEASES; i++)
+		if (reg->leases[i].tentative)
+			memset(&reg->leases[i], 0, sizeof(reg->leases[i]));
+	reg->refill = 0;
+}
+
+static void leases_committed(ks_reg_t *reg)
+{
+	size_t i;
+
+	for (i = 0; i < KS_REG_LEASES; i++)
+		reg->leases[i].tentative = 0;
+}
+
+/*
+ * After a commit: take the next block of every lease that ran below a
+ * quarter of a block, in its own short transaction, so the station has
+ * serials in hand before it runs dry. A failure (outage) only logs: the
+ * remaining serials still serve, and the session that empties the lease
+ * leases inside its own transaction.
+ */
+static void leases_refill(ks_reg_t *reg)
+{
+	size_t i;
+	int r;
+
+	if (!reg->refill || reg->group || reg->in_refill)
+		return;
+	reg->refill = 0;
+	reg->in_refill = 1;
+	for (i = 0; i < KS_REG_LEASES; i++) {
+		ks_reg_lease_t *l = &reg->leases[i];
+		int64_t first = 0, last = 0;
+
+		if (l->prefix[0] == '\0' || l->spare_first != 0 ||
+		    lease_left(l) * 4 >= (int64_t)reg->serial_block)
+			continue;
+		r = ks_reg_tx_begin(reg);
+		if (r == KS_OK) {
+			r = lease_block(reg, l->prefix,
+					(int64_t)reg->serial_block, &first,
+					&last);
+			if (r == KS_OK)
+				r = ks_reg_tx_commit(reg);
+			else
+				ks_reg_tx_rollback(reg);
+		}
+		if (r != KS_OK) {
+			ks_log_warn("could not lease the next serial block of "
+				    "%s (%s); %lld serials left",
+				    l->prefix, ks_strerror(r),
+				    (long long)lease_left(l));
+			continue;
+		}
+		l->spare_first = first;
+		l->spare_last = last;
+	}
+	reg->in_refill = 0;
+}
+
+/* Next device serial for `prefix`, taken from the station's lease inside
+ * the caller's transaction (which records it with its session). */
+int ks_reg_serial_take(ks_reg_t *reg, const char *prefix, char *out,
+		       size_t cap)
+{
+	ks_reg_lease_t *l = lease_slot(reg, prefix);
+	int64_t serial;
+	int r;
+
+	l->used = ++reg->lease_clock;
+	if (l->next > l->last && l->spare_first != 0) {
+		l->next = l->spare_first;
+		l->last = l->spare_last;
+		l->spare_first = l->spare_last = 0;
+	}
+	if (l->next > l->last) {
+		int64_t first = 0, last = 0;
+
+		r = lease_block(reg, prefix, (int64_t)reg->serial_block,
+				&first, &last);
+		if (r != KS_OK)
+			return r;
+		l->next = first;
+		l->last = last;
+		l->tentative = 1;
+	}
+	serial = l->next++;
+	if (l->spare_first == 0 &&
+	    lease_left(l) * 4 < (int64_t)reg->serial_block)
+		reg->refill = 1;
+	if ((size_t)snprintf(out, cap, "%s-%06lld", prefix,
+			     (long long)serial) >= cap)
 		return KS_ERR_INTERNAL;
 	return KS_OK;
 }

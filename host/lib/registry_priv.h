@@ -15,6 +15,21 @@
 
 #include "host/lib/registry.h"
 
+/* Device serials leased from the database for one prefix (lot family):
+ * `next`..`last` are this station's to hand out; `spare_*` is the block
+ * taken ahead when fewer than a quarter remain. A lease taken inside a
+ * transaction that has not committed yet is `tentative`: a rollback
+ * forgets it (a gap, never a serial another station could also get). */
+typedef struct {
+	char prefix[KS_REG_NAME_MAX];
+	int64_t next, last;             /* next > last: empty */
+	int64_t spare_first, spare_last; /* spare_first == 0: none */
+	int tentative;
+	uint64_t used;                  /* LRU stamp */
+} ks_reg_lease_t;
+
+#define KS_REG_LEASES 8
+
 struct ks_reg {
 	ks_db_t *dbh;       /* the database layer (SQLite or PostgreSQL) */
 	pthread_mutex_t mu; /* guards dbh and everything below */
@@ -31,6 +46,11 @@ struct ks_reg {
 	 * each step runs in a SAVEPOINT (`sp_open`) released into it. */
 	int group;
 	int sp_open;
+	/* leased serial blocks (registry.c) */
+	ks_reg_lease_t leases[KS_REG_LEASES];
+	uint64_t lease_clock;
+	int refill;     /* a lease ran below a quarter: refill after commit */
+	int in_refill;  /* the refill's own transaction is running */
 };
 
 /** One event to append (all pointers may be NULL except actor). */

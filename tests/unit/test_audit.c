@@ -236,7 +236,7 @@ static void test_deleted_row(void **state)
 	assert_int_equal(tr_sql(p, DROP_TRIGGERS
 				"DELETE FROM audit WHERE seq = 5"),
 			 0);
-	expect_broken(p, "audit seq 6", "expected seq 5");
+	expect_broken(p, "audit seq 6 at station line1-st1", "expected seq 5");
 	free(p);
 }
 
@@ -249,7 +249,7 @@ static void test_edited_field(void **state)
 				"UPDATE audit SET actor = 'mallory' WHERE "
 				"seq = 7"),
 			 0);
-	expect_broken(p, "audit seq 7", "row_hash mismatch");
+	expect_broken(p, "audit seq 7 at station line1-st1", "row_hash mismatch");
 	free(p);
 }
 
@@ -267,9 +267,9 @@ static void test_edited_details_json(void **state)
 	{
 		int64_t seq = query_int(p, "SELECT seq FROM audit WHERE type = "
 					   "'FAILED'");
-		char needle[32];
+		char needle[64];
 
-		snprintf(needle, sizeof(needle), "audit seq %lld ",
+		snprintf(needle, sizeof(needle), "audit seq %lld at station line1-st1 ",
 			 (long long)seq);
 		expect_broken(p, needle, "(FAILED)");
 	}
@@ -293,7 +293,7 @@ static void test_swapped_rows(void **state)
 	assert_int_equal(query_int(p, "SELECT count(*) FROM audit WHERE seq "
 				      "IN (10, 11)"),
 			 2);
-	expect_broken(p, "audit seq 10", "row_hash mismatch");
+	expect_broken(p, "audit seq 10 at station line1-st1", "row_hash mismatch");
 	free(p);
 }
 
@@ -358,8 +358,7 @@ static void rehash_chain(const char *p)
 	sqlite3_finalize(up);
 	st = NULL;
 	assert_int_equal(sqlite3_prepare_v2(db,
-					    "UPDATE meta SET value = ? WHERE "
-					    "key = 'audit_head_hash'",
+					    "UPDATE audit_heads SET row_hash = ?",
 					    -1, &st, NULL),
 			 SQLITE_OK);
 	sqlite3_bind_blob(st, 1, prev, 32, SQLITE_TRANSIENT);
@@ -386,7 +385,7 @@ static void test_rehashed_chain_caught_by_checkpoint(void **state)
 	rehash_chain(p);
 	first_cp = query_int(p, "SELECT min(seq) FROM audit WHERE type = "
 				"'CHECKPOINT'");
-	snprintf(needle, sizeof(needle), "audit seq %lld (CHECKPOINT)",
+	snprintf(needle, sizeof(needle), "audit seq %lld at station line1-st1 (CHECKPOINT)",
 		 (long long)first_cp);
 	expect_broken(p, needle, "head");
 	free(p);
@@ -505,11 +504,10 @@ static void test_truncated_tail(void **state)
 
 	/* With the recorded head forged as well, the tables still name
 	 * the session whose events are gone. */
-	assert_int_equal(tr_sql(p, "UPDATE meta SET value = (SELECT max(seq) "
-				   "FROM audit) WHERE key = 'audit_head_seq';"
-				   "UPDATE meta SET value = (SELECT row_hash "
-				   "FROM audit ORDER BY seq DESC LIMIT 1) "
-				   "WHERE key = 'audit_head_hash'"),
+	assert_int_equal(tr_sql(p, "UPDATE audit_heads SET seq = (SELECT "
+				   "max(chain_seq) FROM audit), row_hash = "
+				   "(SELECT row_hash FROM audit ORDER BY seq "
+				   "DESC LIMIT 1)"),
 			 0);
 	expect_broken(p, "certificates id 6", "CERT_ISSUED");
 	free(p);
@@ -523,11 +521,9 @@ static void test_truncated_tail(void **state)
 	assert_int_equal(tr_sql(p, DROP_TRIGGERS
 				"DELETE FROM audit WHERE seq = (SELECT max(seq) "
 				"FROM audit);"
-				"UPDATE meta SET value = (SELECT max(seq) FROM "
-				"audit) WHERE key = 'audit_head_seq';"
-				"UPDATE meta SET value = (SELECT row_hash FROM "
-				"audit ORDER BY seq DESC LIMIT 1) WHERE key = "
-				"'audit_head_hash'"),
+				"UPDATE audit_heads SET seq = (SELECT "
+				"max(chain_seq) FROM audit), row_hash = (SELECT "
+				"row_hash FROM audit ORDER BY seq DESC LIMIT 1)"),
 			 0);
 	assert_int_equal(ks_audit_verify(p, fx.ca_pem, fx.station, &rep),
 			 KS_OK);
@@ -544,7 +540,7 @@ static void test_checkpoint_wrong_key(void **state)
 	assert_int_equal(ks_audit_verify(fx.master, fx.ca_pem, k, &rep),
 			 KS_ERR_AUDIT);
 	assert_non_null(strstr(rep.first_error, "(CHECKPOINT)"));
-	assert_non_null(strstr(rep.first_error, "not the configured station"));
+	assert_non_null(strstr(rep.first_error, "not a trusted station key"));
 	EVP_PKEY_free(k);
 }
 
@@ -562,11 +558,12 @@ static void test_forged_signature(void **state)
 				"'\"sig\":\"M', '\"sig\":\"N') WHERE type = "
 				"'CHECKPOINT'"),
 			 0);
-	snprintf(needle, sizeof(needle), "audit seq %lld", (long long)cp);
+	snprintf(needle, sizeof(needle), "audit seq %lld at station line1-st1",
+		 (long long)cp);
 	expect_broken(p, needle, "row_hash mismatch");
 	/* ...and with the chain recomputed, the signature check does. */
 	rehash_chain(p);
-	snprintf(needle, sizeof(needle), "audit seq %lld (CHECKPOINT)",
+	snprintf(needle, sizeof(needle), "audit seq %lld at station line1-st1 (CHECKPOINT)",
 		 (long long)cp);
 	expect_broken(p, needle, "bad signature");
 	free(p);
