@@ -1125,7 +1125,8 @@ static const struct {
 	  "devices id %lld (serial %s): ACTIVE but does not have exactly one "
 	  "ACTIVE certificate" },
 	{ "SELECT d.id, d.serial FROM devices d JOIN certificates c ON c.id = "
-	  "d.cert_id WHERE d.pubkey_sha256 IS NOT c.pubkey_sha256 OR "
+	  "d.cert_id WHERE d.pubkey_sha256 IS DISTINCT FROM c.pubkey_sha256 "
+	  "OR "
 	  "c.device_id <> d.id ORDER BY d.id",
 	  "devices id %lld (serial %s): public key hash does not match its "
 	  "certificate" },
@@ -1180,7 +1181,7 @@ static const struct {
 	  "FROM audit a WHERE a.session_id = s.id AND a.type IN "
 	  "('SESSION_RESERVED', 'KEYED', 'CERT_ISSUED', 'WRITTEN', 'VERIFIED', "
 	  "'LOCKED', 'ACTIVE', 'FAILED', 'VOIDED', 'SCRAPPED') ORDER BY a.seq "
-	  "DESC LIMIT 1) IS NOT CASE s.state WHEN 'RESERVED' THEN "
+	  "DESC LIMIT 1) IS DISTINCT FROM CASE s.state WHEN 'RESERVED' THEN "
 	  "'SESSION_RESERVED' WHEN 'ISSUED' THEN 'CERT_ISSUED' WHEN 'VOID' "
 	  "THEN 'VOIDED' ELSE s.state END ORDER BY s.id",
 	  "sessions id %lld (serial %s): state differs from its last audit "

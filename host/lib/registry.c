@@ -996,6 +996,25 @@ static int64_t pending_id(ks_reg_t *reg, const uint8_t *uid, size_t uid_len)
 	return id;
 }
 
+/* "UID ... is being provisioned at station X since ..." */
+static void log_held(const uint8_t *uid, size_t uid_len, const char *station,
+		     int64_t since_ms)
+{
+	char hex[2 * KS_REG_UID_MAX + 1];
+	char when[32] = "?";
+	time_t t = (time_t)(since_ms / 1000);
+	struct tm tm;
+
+	ks_reg_hex(uid, uid_len, hex);
+	if (gmtime_r(&t, &tm) != NULL)
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	ks_log_error("UID %s is being provisioned at station %s since %s: "
+		     "refused here (only that station resumes or ends the "
+		     "session; an operator may release a dead station's "
+		     "session)",
+		     hex, station, when);
+}
+
 int ks_reg_pending_session(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 			   ks_reg_session_t *out)
 {
@@ -1013,6 +1032,11 @@ int ks_reg_pending_session(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 		r = KS_ERR_NOTFOUND;
 	else
 		r = session_get_locked(reg, id, out);
+	if (r == KS_OK && strcmp(out->station, reg->station) != 0) {
+		/* another station's session: not ours to resume */
+		log_held(uid, uid_len, out->station, out->started_ms);
+		r = KS_ERR_BUSY;
+	}
 	pthread_mutex_unlock(&reg->mu);
 	return r;
 }
@@ -1457,6 +1481,79 @@ static int upsert_device(ks_reg_t *reg, const dev_row_t *dev,
 	return r;
 }
 
+typedef struct {
+	int64_t id;
+	int64_t device_id;
+	uint8_t uid[KS_REG_UID_MAX];
+	size_t uid_len;
+	char serial[KS_REG_SERIAL_MAX];
+	ks_reg_state_t state;
+	int has_pubkey;
+	uint8_t pubkey[32];
+	char station[KS_REG_NAME_MAX]; /* the station that opened it */
+	int64_t started_ms;
+} sess_row_t;
+
+/* Load a session whatever station opened it. */
+static int sess_load_any(ks_reg_t *reg, int64_t id, sess_row_t *s)
+{
+	ks_db_stmt_t *st = NULL;
+	int r;
+	int rc;
+	int n;
+
+	memset(s, 0, sizeof(*s));
+	r = prep(reg,
+		 "SELECT id, device_id, uid, device_serial, state, "
+		 "pubkey_sha256, station_id, started_ms FROM sessions WHERE "
+		 "id = ?",
+		 &st);
+	if (r != KS_OK)
+		return r;
+	ks_db_bind_int64(st, 1, id);
+	rc = ks_db_step(st);
+	if (rc == KS_DB_ROW) {
+		s->id = ks_db_col_int64(st, 0);
+		s->device_id = ks_db_col_int64(st, 1);
+		n = (int)ks_db_col_bytes(st, 2);
+		if (n > 0 && (size_t)n <= KS_REG_UID_MAX) {
+			memcpy(s->uid, ks_db_col_blob(st, 2), (size_t)n);
+			s->uid_len = (size_t)n;
+		}
+		col_text(st, 3, s->serial, sizeof(s->serial));
+		s->state = (ks_reg_state_t)ks_reg_state_parse(
+			ks_db_col_text(st, 4));
+		s->has_pubkey = col_hash(st, 5, s->pubkey);
+		col_text(st, 6, s->station, sizeof(s->station));
+		s->started_ms = ks_db_col_int64(st, 7);
+	} else if (rc == KS_DB_DONE) {
+		r = KS_ERR_NOTFOUND;
+	} else {
+		r = ks_reg_db_err(reg, rc, "session load");
+	}
+	ks_db_finish(&st);
+	return r;
+}
+
+/*
+ * Load a session this station may move on: a session belongs to the
+ * station that opened it (on a shared registry another live station may
+ * be working on it right now). KS_ERR_BUSY for another station's session.
+ */
+static int sess_load(ks_reg_t *reg, int64_t id, sess_row_t *s)
+{
+	int r = sess_load_any(reg, id, s);
+
+	if (r == KS_OK && strcmp(s->station, reg->station) != 0) {
+		ks_log_error("session %lld (%s) belongs to station %s: only "
+			     "that station moves it on (an operator may end "
+			     "it with ks_reg_session_release)",
+			     (long long)id, s->serial, s->station);
+		r = KS_ERR_BUSY;
+	}
+	return r;
+}
+
 int ks_reg_session_begin(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 			 const char *lot_name, const char *profile, int slot,
 			 ks_reg_key_origin_t key_origin, int reprovision,
@@ -1493,7 +1590,12 @@ int ks_reg_session_begin(ks_reg_t *reg, const uint8_t *uid, size_t uid_len,
 		profile = lot.profile;
 	pend = pending_id(reg, uid, uid_len);
 	if (pend != 0) {
+		sess_row_t held;
+
 		r = pend < 0 ? KS_ERR_DB : KS_ERR_BUSY;
+		if (pend > 0 && sess_load_any(reg, pend, &held) == KS_OK &&
+		    strcmp(held.station, reg->station) != 0)
+			log_held(uid, uid_len, held.station, held.started_ms);
 		goto out;
 	}
 	r = device_lookup(reg, uid, uid_len, &dev);
@@ -1596,53 +1698,6 @@ unlock:
 
 /* ---- step functions ---- */
 
-typedef struct {
-	int64_t id;
-	int64_t device_id;
-	uint8_t uid[KS_REG_UID_MAX];
-	size_t uid_len;
-	char serial[KS_REG_SERIAL_MAX];
-	ks_reg_state_t state;
-	int has_pubkey;
-	uint8_t pubkey[32];
-} sess_row_t;
-
-static int sess_load(ks_reg_t *reg, int64_t id, sess_row_t *s)
-{
-	ks_db_stmt_t *st = NULL;
-	int r;
-	int rc;
-	int n;
-
-	memset(s, 0, sizeof(*s));
-	r = prep(reg,
-		 "SELECT id, device_id, uid, device_serial, state, "
-		 "pubkey_sha256 FROM sessions WHERE id = ?",
-		 &st);
-	if (r != KS_OK)
-		return r;
-	ks_db_bind_int64(st, 1, id);
-	rc = ks_db_step(st);
-	if (rc == KS_DB_ROW) {
-		s->id = ks_db_col_int64(st, 0);
-		s->device_id = ks_db_col_int64(st, 1);
-		n = (int)ks_db_col_bytes(st, 2);
-		if (n > 0 && (size_t)n <= KS_REG_UID_MAX) {
-			memcpy(s->uid, ks_db_col_blob(st, 2), (size_t)n);
-			s->uid_len = (size_t)n;
-		}
-		col_text(st, 3, s->serial, sizeof(s->serial));
-		s->state = (ks_reg_state_t)ks_reg_state_parse(
-			ks_db_col_text(st, 4));
-		s->has_pubkey = col_hash(st, 5, s->pubkey);
-	} else if (rc == KS_DB_DONE) {
-		r = KS_ERR_NOTFOUND;
-	} else {
-		r = ks_reg_db_err(reg, rc, "session load");
-	}
-	ks_db_finish(&st);
-	return r;
-}
 
 /* Move the session (and its device) to `to`; sets ended_ms when final. */
 static int set_state(ks_reg_t *reg, const sess_row_t *s, ks_reg_state_t to,
@@ -2244,8 +2299,10 @@ unlock:
 	return r;
 }
 
-int ks_reg_fail(ks_reg_t *reg, int64_t session_id, ks_reg_state_t outcome,
-		const char *reason, const char *actor)
+/* ks_reg_fail(); `release`: an operator ends another station's session. */
+static int fail_session(ks_reg_t *reg, int64_t session_id,
+			ks_reg_state_t outcome, const char *reason,
+			const char *actor, int release)
 {
 	ks_db_stmt_t *st = NULL;
 	sess_row_t s;
@@ -2265,15 +2322,17 @@ int ks_reg_fail(ks_reg_t *reg, int64_t session_id, ks_reg_state_t outcome,
 	ev = outcome == KS_REG_FAILED ? KS_REG_EV_FAILED
 	     : outcome == KS_REG_VOID ? KS_REG_EV_VOIDED
 				      : KS_REG_EV_SCRAPPED;
-	details = json_text(json_pack("{s:s, s:s}", "reason", reason,
-				      "outcome", ks_reg_state_name(outcome)));
+	details = json_text(json_pack("{s:s, s:s, s:b}", "reason", reason,
+				      "outcome", ks_reg_state_name(outcome),
+				      "released", release ? 1 : 0));
 	if (details == NULL)
 		return KS_ERR_NOMEM;
 	pthread_mutex_lock(&reg->mu);
 	r = ks_reg_tx_begin(reg);
 	if (r != KS_OK)
 		goto unlock;
-	r = sess_load(reg, session_id, &s);
+	r = release ? sess_load_any(reg, session_id, &s)
+		    : sess_load(reg, session_id, &s);
 	if (r != KS_OK)
 		goto out;
 	if (ks_reg_state_is_final(s.state)) {
@@ -2330,6 +2389,21 @@ unlock:
 	pthread_mutex_unlock(&reg->mu);
 	free(details);
 	return r;
+}
+
+int ks_reg_fail(ks_reg_t *reg, int64_t session_id, ks_reg_state_t outcome,
+		const char *reason, const char *actor)
+{
+	return fail_session(reg, session_id, outcome, reason, actor, 0);
+}
+
+int ks_reg_session_release(ks_reg_t *reg, int64_t session_id,
+			   const char *reason, const char *actor)
+{
+	if (reason == NULL || reason[0] == '\0' || actor == NULL ||
+	    actor[0] == '\0')
+		return KS_ERR_ARG;
+	return fail_session(reg, session_id, KS_REG_FAILED, reason, actor, 1);
 }
 
 /* ---- devices and counters ---- */

@@ -276,7 +276,9 @@ KS_REG_WUR int ks_reg_lot_list(ks_reg_t *reg, ks_reg_lot_t **lots,
  * KS_ERR_DUPLICATE: the UID has an ACTIVE identity and `reprovision` is 0
  * (with reprovision set, a REPROVISION event is recorded).
  * KS_ERR_BUSY: the UID has another unfinished session (see
- * ks_reg_pending_session()). KS_ERR_QUOTA: the lot is full.
+ * ks_reg_pending_session()), of this station or, on a shared registry,
+ * of another one (logged: "UID ... is being provisioned at station X
+ * since ..."). KS_ERR_QUOTA: the lot is full.
  * KS_ERR_STATE: the lot is closed. KS_ERR_NOTFOUND: no such lot.
  */
 KS_REG_WUR int ks_reg_session_begin(ks_reg_t *reg, const uint8_t *uid,
@@ -285,7 +287,14 @@ KS_REG_WUR int ks_reg_session_begin(ks_reg_t *reg, const uint8_t *uid,
 				    ks_reg_key_origin_t key_origin,
 				    int reprovision, const char *actor,
 				    ks_reg_session_t *session);
-/** The unfinished session of a UID, for resume. KS_ERR_NOTFOUND if none. */
+/**
+ * The unfinished session of a UID, for resume. KS_ERR_NOTFOUND if none.
+ * A session belongs to the station that opened it: when another station
+ * holds it, *session is filled (its station and started_ms name the
+ * holder) but KS_ERR_BUSY is returned -- it must not be resumed here; the
+ * step functions and ks_reg_fail() refuse another station's session with
+ * KS_ERR_BUSY too (an operator uses ks_reg_session_release()).
+ */
 KS_REG_WUR int ks_reg_pending_session(ks_reg_t *reg, const uint8_t *uid,
 				      size_t uid_len,
 				      ks_reg_session_t *session);
@@ -351,6 +360,18 @@ KS_REG_WUR int ks_reg_active(ks_reg_t *reg, int64_t session_id,
 KS_REG_WUR int ks_reg_fail(ks_reg_t *reg, int64_t session_id,
 			   ks_reg_state_t outcome, const char *reason,
 			   const char *actor);
+
+/**
+ * Operator: end an unfinished session of ANY station as FAILED (its
+ * certificate, if one was issued, becomes VOID with a VOIDED event), for
+ * the session of a station that went away for good. The details of the
+ * FAILED event say "released":true; reason and actor are required
+ * (KS_ERR_ARG). KS_ERR_STATE if the session already ended. Never use it
+ * for the session of a live station: that station would find its session
+ * gone (its next step gets KS_ERR_STATE).
+ */
+KS_REG_WUR int ks_reg_session_release(ks_reg_t *reg, int64_t session_id,
+				      const char *reason, const char *actor);
 
 /**
  * Record the secure-boot key hash (SHA-256 of the firmware-signing public

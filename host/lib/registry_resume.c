@@ -31,6 +31,8 @@ int ks_reg_interrupted(ks_reg_t *reg, int64_t session_id, const char *reason,
 		return rc;
 	if (ks_reg_state_is_final(s.state))
 		return KS_ERR_STATE;
+	if (strcmp(s.station, ks_reg_station(reg)) != 0)
+		return KS_ERR_BUSY; /* another station's session */
 	details = json_pack("{s:s, s:s}", "state", ks_reg_state_name(s.state),
 			    "reason", reason != NULL ? reason : "");
 	text = details != NULL ? json_dumps(details, JSON_COMPACT | JSON_SORT_KEYS)
