@@ -160,9 +160,14 @@ def issuance(a, t, issue, tmp):
                   ">= 75%", rl >= 0.75)
         cpu_py = 1e6 * m("py", "cpu_s") / max(1, m("py", "identities"))
         cpu_k = m("kiln", "cpu_us_per_identity")
+        parts = [(k, m("kiln", k + "_us")) for k in ("keygen", "csr", "sign", "registry", "commit")]
+        busy = sum(v for _, v in parts if v == v)
         t.row("%s: CPU per identity" % lbl, cpu_k, "us",
               "(a) %.0f us, (b) %.0f us" % (cpu_py, 1e6 * m("sh", "cpu_s") / max(1, m("sh", "identities"))),
-              "%.2fx (a)" % (cpu_py / cpu_k) if cpu_k else "")
+              "%.2fx (a)" % (cpu_py / cpu_k) if cpu_k else "",
+              note="time per identity (ks_bulk_stats, wall): " + ", ".join(
+                  "%s %.0f us (%.0f%%)" % (k, v, 100 * v / busy) for k, v in parts
+                  if v == v and v > 0) if busy else "")
         t.row("%s: kiln, one commit per identity" % lbl, k1, "/s", "(a) %s/s" % fmt(py),
               "%.2fx (a)" % (k1 / py) if py else "",
               note="the same path with groups of 1: one fsync per identity, as the peers")

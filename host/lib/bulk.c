@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -31,8 +32,26 @@ struct ks_bulk {
 	size_t npend;
 	int open;        /* a registry group is open */
 	uint64_t acked;
+	ks_bulk_stats_t stats;
 	ks_issue_req_t req; /* scratch */
 };
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Add the time since *t to *acc and restart *t. */
+static void account(uint64_t *acc, uint64_t *t)
+{
+	uint64_t n = now_ns();
+
+	*acc += n - *t;
+	*t = n;
+}
 
 ks_err_t ks_bulk_new(const ks_bulk_cfg_t *cfg, ks_bulk_t **out)
 {
@@ -102,6 +121,7 @@ void ks_bulk_free(ks_bulk_t **pb)
 ks_err_t ks_bulk_flush(ks_bulk_t *b)
 {
 	ks_bulk_ack_t ack;
+	uint64_t t;
 	int rc;
 
 	if (b == NULL)
@@ -109,11 +129,13 @@ ks_err_t ks_bulk_flush(ks_bulk_t *b)
 	if (!b->open)
 		return KS_OK;
 	b->open = 0;
+	t = now_ns();
 	rc = ks_reg_group_commit(b->cfg.reg);
 	if (rc != KS_OK) {
 		ks_log_error("bulk: group of %zu identities not recorded: %s",
 			     b->npend, ks_strerror(rc));
 		drop_pending(b);
+		account(&b->stats.commit_ns, &t);
 		return (ks_err_t)rc;
 	}
 	/* durable: only now may anyone see these identities */
@@ -131,12 +153,23 @@ ks_err_t ks_bulk_flush(ks_bulk_t *b)
 		b->acked++;
 	}
 	drop_pending(b);
+	account(&b->stats.commit_ns, &t);
 	return KS_OK;
 }
 
 uint64_t ks_bulk_acked(const ks_bulk_t *b)
 {
 	return b ? b->acked : 0;
+}
+
+void ks_bulk_stats(const ks_bulk_t *b, ks_bulk_stats_t *out)
+{
+	if (out == NULL)
+		return;
+	if (b == NULL)
+		memset(out, 0, sizeof(*out));
+	else
+		*out = b->stats;
 }
 
 /* The common part: RESERVED, KEYED, sign, ISSUED inside the open group.
@@ -148,13 +181,16 @@ static ks_err_t issue_one(ks_bulk_t *b, const uint8_t *uid, size_t uid_len,
 	ks_issue_req_t *req = &b->req;
 	pending_t *p;
 	uint8_t spki_hash[32];
+	uint64_t t = now_ns();
 	int rc;
 	ks_err_t r;
 
 	if (!b->open) {
 		rc = ks_reg_group_begin(b->cfg.reg);
-		if (rc != KS_OK)
+		if (rc != KS_OK) {
+			account(&b->stats.registry_ns, &t);
 			return (ks_err_t)rc;
+		}
 		b->open = 1;
 	}
 	p = &b->pend[b->npend];
@@ -162,6 +198,7 @@ static ks_err_t issue_one(ks_bulk_t *b, const uint8_t *uid, size_t uid_len,
 	rc = ks_reg_session_begin(b->cfg.reg, uid, uid_len, b->lot,
 				  b->profile, -1, b->cfg.origin, 0,
 				  b->actor, &sess);
+	account(&b->stats.registry_ns, &t);
 	if (rc != KS_OK)
 		return (ks_err_t)rc;
 	memset(req, 0, sizeof(*req));
@@ -179,21 +216,25 @@ static ks_err_t issue_one(ks_bulk_t *b, const uint8_t *uid, size_t uid_len,
 	r = ks_issue_req_set_point(req, pt);
 	if (r == KS_OK && SHA256(req->spki, req->spki_len, spki_hash) == NULL)
 		r = KS_ERR_CRYPTO;
+	account(&b->stats.sign_ns, &t);
 	if (r != KS_OK)
 		goto fail;
 	rc = ks_reg_keyed(b->cfg.reg, sess.id, spki_hash, b->cfg.origin,
 			  b->actor);
+	account(&b->stats.registry_ns, &t);
 	if (rc != KS_OK) {
 		r = (ks_err_t)rc;
 		goto fail;
 	}
 	r = ks_signer_issue(b->cfg.signer, req, &p->cert);
+	account(&b->stats.sign_ns, &t);
 	if (r != KS_OK)
 		goto fail;
 	rc = ks_reg_cert_issued(b->cfg.reg, sess.id, p->cert.der,
 				p->cert.der_len, p->cert.serial_hex,
 				p->cert.spki_sha256, p->cert.not_before,
 				p->cert.not_after, b->actor);
+	account(&b->stats.registry_ns, &t);
 	if (rc != KS_OK) {
 		r = (ks_err_t)rc;
 		goto fail;
@@ -216,6 +257,7 @@ fail:
 			b->actor) != KS_OK)
 		ks_log_warn("bulk: session %lld not closed",
 			    (long long)sess.id);
+	account(&b->stats.registry_ns, &t);
 	return r;
 }
 
@@ -223,14 +265,17 @@ ks_err_t ks_bulk_host(ks_bulk_t *b, const uint8_t *uid, size_t uid_len)
 {
 	EVP_PKEY *key = NULL;
 	uint8_t pt[KS_P256_POINT_LEN];
+	uint64_t t;
 	ks_err_t r;
 
 	if (b == NULL || uid == NULL || uid_len < KS_ISSUE_UID_MIN ||
 	    uid_len > KS_ISSUE_UID_MAX || b->cfg.origin != KS_REG_KEY_HOST)
 		return KS_ERR_ARG;
+	t = now_ns();
 	r = ks_hostkey_generate(&key);
 	if (r == KS_OK)
 		r = ks_hostkey_pubkey_point(key, pt);
+	account(&b->stats.keygen_ns, &t);
 	if (r == KS_OK)
 		r = issue_one(b, uid, uid_len, pt, &key);
 	ks_hostkey_free(&key);
@@ -244,6 +289,8 @@ ks_err_t ks_bulk_csr(ks_bulk_t *b, const uint8_t *uid, size_t uid_len,
 	X509_REQ *req = NULL;
 	EVP_PKEY *pub;
 	uint8_t pt[KS_P256_POINT_LEN];
+	uint64_t t = 0;
+	int checked = 0;
 	ks_err_t r = KS_ERR_ARG;
 
 	if (b == NULL || uid == NULL || uid_len < KS_ISSUE_UID_MIN ||
@@ -251,6 +298,7 @@ ks_err_t ks_bulk_csr(ks_bulk_t *b, const uint8_t *uid, size_t uid_len,
 	    csr_len > KS_ISSUE_SPKI_MAX * 4 || b->cfg.origin != KS_REG_KEY_DEVICE)
 		goto out;
 	r = KS_ERR_VERIFY;
+	t = now_ns();
 	req = d2i_X509_REQ(NULL, &cur, (long)csr_len);
 	if (req == NULL || cur != csr + csr_len) {
 		ks_log_warn("bulk: CSR does not parse completely");
@@ -265,8 +313,12 @@ ks_err_t ks_bulk_csr(ks_bulk_t *b, const uint8_t *uid, size_t uid_len,
 		ks_log_warn("bulk: CSR signature does not verify");
 		goto out;
 	}
+	account(&b->stats.csr_ns, &t);
+	checked = 1;
 	r = issue_one(b, uid, uid_len, pt, NULL);
 out:
+	if (b != NULL && t != 0 && !checked)
+		account(&b->stats.csr_ns, &t);
 	X509_REQ_free(req);
 	return r;
 }

@@ -97,4 +97,21 @@ ks_err_t ks_bulk_flush(ks_bulk_t *b);
 /** Identities acknowledged so far. */
 uint64_t ks_bulk_acked(const ks_bulk_t *b);
 
+/**
+ * Where the time of a bulk issuer went (monotonic clock, nanoseconds,
+ * summed over every identity so far, failed ones included): for
+ * benchmarks and capacity planning. One thread runs a bulk issuer, so
+ * the parts add up to its busy time.
+ */
+typedef struct {
+	uint64_t keygen_ns;   /* host key origin: P-256 key generation */
+	uint64_t csr_ns;      /* device key origin: CSR parse + signature check */
+	uint64_t registry_ns; /* RESERVED, KEYED, ISSUED (and FAILED) steps */
+	uint64_t sign_ns;     /* point check, SPKI, certificate built + signed */
+	uint64_t commit_ns;   /* group COMMITs (the fsync) and acknowledgements */
+} ks_bulk_stats_t;
+
+/** Copy the time accounting of @b to @out (zeros when b is NULL). */
+void ks_bulk_stats(const ks_bulk_t *b, ks_bulk_stats_t *out);
+
 #endif
