@@ -391,7 +391,7 @@ def postgres(a, t):
     res = {}
     skipped = ""
     for r in range(min(a.runs, 3) if a.full else 1):
-        for group, n in ((256, 1000 if a.full else 200), (1, 300 if a.full else 60)):
+        for group, n in ((256, 512 if a.full else 200), (1, 150 if a.full else 60)):
             out = run([pgbin, "-n", str(n), "-g", str(group), "-s", "1,4"])
             for line in (out or "").splitlines():
                 if line.startswith("skipped"):
