@@ -34,6 +34,8 @@ typedef struct {
 	const char *format;
 	const char *out;
 	const char *verify; /* manifest --verify FILE */
+	const char *more_pub[16]; /* verify: the other stations' keys */
+	size_t n_more;
 } files_t;
 
 static void usage(FILE *fp)
@@ -42,7 +44,9 @@ static void usage(FILE *fp)
 		"Usage: kiln audit verify [--db FILE --ca CHAIN.pem --station-pub PUB.pem]\n"
 		"                         [-c kilnd.conf]\n\n"
 		"verify  check the registry file offline: the audit hash chain, every\n"
-		"        checkpoint signature (station public key), every certificate\n"
+		"        checkpoint signature (station public key; on a registry\n"
+		"        shared by a line, give --station-pub once per station), every\n"
+		"        certificate\n"
 		"        against the CA chain and against its device and session rows.\n"
 		"        With -c, the registry, CA chain and station key come from\n"
 		"        kilnd.conf; --db/--ca/--station-pub override them.\n"
@@ -147,16 +151,28 @@ static void hex32(const uint8_t *b, char *out)
 static int verify(kc_global_t *g, const files_t *f)
 {
 	ks_audit_report_t rep;
-	EVP_PKEY *pub;
+	EVP_PKEY *keys[17];
+	size_t nkeys = 0, i;
 	char head[65];
 	int r;
 
-	pub = load_pub(f->pub);
-	if (pub == NULL)
+	keys[nkeys] = load_pub(f->pub);
+	if (keys[nkeys] == NULL)
 		return KC_EXIT_LOCAL;
+	nkeys++;
+	for (i = 0; i < f->n_more; i++) {
+		keys[nkeys] = load_pub(f->more_pub[i]);
+		if (keys[nkeys] == NULL) {
+			while (nkeys > 0)
+				EVP_PKEY_free(keys[--nkeys]);
+			return KC_EXIT_LOCAL;
+		}
+		nkeys++;
+	}
 	memset(&rep, 0, sizeof(rep));
-	r = ks_audit_verify(f->db, f->ca, pub, &rep);
-	EVP_PKEY_free(pub);
+	r = ks_audit_verify_keys(f->db, f->ca, keys, nkeys, &rep);
+	while (nkeys > 0)
+		EVP_PKEY_free(keys[--nkeys]);
 	if (r != KS_OK && r != KS_ERR_AUDIT) {
 		if (g->json) {
 			json_t *j = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
@@ -198,6 +214,14 @@ static int verify(kc_global_t *g, const files_t *f)
 		       f->db, rep.rows, rep.head_seq, head, rep.checkpoints,
 		       rep.last_checkpoint_seq, rep.unsigned_tail,
 		       rep.certificates, rep.devices);
+		/* a line of stations: one chain each */
+		for (i = 0; rep.chains_total > 1 && i < rep.nchains; i++)
+			printf("  station %s: %" PRIu64 " rows to seq %" PRId64
+			       ", %" PRIu64 " checkpoints (last at seq %" PRId64
+			       ")\n",
+			       rep.chains[i].station, rep.chains[i].rows,
+			       rep.chains[i].head_seq, rep.chains[i].checkpoints,
+			       rep.chains[i].last_checkpoint_seq);
 	} else {
 		printf("audit FAILED: %s\n  %s\n  %" PRIu64 " problem%s found\n",
 		       f->db, rep.first_error, rep.errors,
@@ -404,8 +428,18 @@ int kc_cmd_audit(kc_global_t *g, int argc, char **argv)
 				return KC_EXIT_USAGE;
 			break;
 		case 'p':
-			if (copy(f.pub, sizeof(f.pub), optarg))
+			/* repeated: the keys of the other stations of a line */
+			if (f.pub[0] != '\0') {
+				if (f.n_more == sizeof(f.more_pub) /
+							sizeof(f.more_pub[0])) {
+					kc_err("audit: at most %zu station keys",
+					       f.n_more + 1);
+					return KC_EXIT_USAGE;
+				}
+				f.more_pub[f.n_more++] = optarg;
+			} else if (copy(f.pub, sizeof(f.pub), optarg)) {
 				return KC_EXIT_USAGE;
+			}
 			break;
 		case 'c':
 			conf = optarg;
