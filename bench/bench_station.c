@@ -11,7 +11,8 @@
  * next board of a worker is started while the current one is provisioned,
  * as an operator swaps boards. Prints "key value" lines per slot count:
  * devices per second, kilnd CPU (user+sys from /proc) per device and
- * that of its signer process (its child) separately, and the
+ * that of its signer process (its child) separately, how busy the
+ * machine's cores were (all processes, from /proc/stat), and the
  * bytes and round trips per session as kilnd reports them.
  */
 #include <errno.h>
@@ -89,6 +90,27 @@ static double proc_cpu_s(pid_t pid)
 				      "%*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Busy and total jiffies of all CPUs (first line of /proc/stat): how busy
+ * the machine's cores were during a run, whoever kept them busy. */
+static int machine_jiffies(unsigned long long *busy, unsigned long long *total)
+{
+	unsigned long long v[8] = {0};
+	FILE *fp = fopen("/proc/stat", "r");
+	int n;
+
+	if (fp == NULL)
+		return -1;
+	n = fscanf(fp, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+		   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+	fclose(fp);
+	if (n != 8)
+		return -1;
+	/* idle and iowait are not busy */
+	*total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+	*busy = *total - v[3] - v[4];
+	return 0;
 }
 
 /* CPU seconds of the live child processes of pid (kilnd's signer
@@ -509,7 +531,9 @@ int main(int argc, char **argv)
 		if (strcmp(p, "0") == 0)
 			break; /* -s 0: QEMU only */
 		run_t run;
-		double t0, c0, s0, wall, cpu, scpu;
+		double t0, c0, s0, wall, cpu, scpu, busy_pct = -1;
+		unsigned long long b0 = 0, j0 = 0, b1, j1;
+		int have_j;
 		unsigned long total;
 
 		if (s < 1 || s > MAX_SLOTS || end == p) {
@@ -549,6 +573,7 @@ int main(int argc, char **argv)
 		t0 = now_s();
 		c0 = proc_cpu_s(kpid);
 		s0 = children_cpu_s(kpid);
+		have_j = machine_jiffies(&b0, &j0) == 0;
 		for (long i = 0; i < s; i++) {
 			wk[i].run = &run;
 			wk[i].id = (int)i;
@@ -560,11 +585,13 @@ int main(int argc, char **argv)
 		wall = now_s() - t0;
 		cpu = proc_cpu_s(kpid) - c0;
 		scpu = children_cpu_s(kpid) - s0;
+		if (have_j && machine_jiffies(&b1, &j1) == 0 && j1 > j0)
+			busy_pct = 100.0 * (double)(b1 - b0) / (double)(j1 - j0);
 		printf("slots %ld origin %s devices %lu failed %lu wall_s %.3f "
 		       "per_s %.2f kilnd_cpu_ms_per_device %.3f "
 		       "signer_cpu_ms_per_device %.3f "
 		       "bytes_tx %.1f bytes_rx %.1f round_trips %.2f "
-		       "session_ms %.1f\n",
+		       "session_ms %.1f cores_busy_pct %.0f\n",
 		       s, origin, run.ok, run.failed, wall,
 		       (double)run.ok / wall,
 		       run.ok ? cpu * 1e3 / (double)run.ok : 0.0,
@@ -572,7 +599,8 @@ int main(int argc, char **argv)
 		       run.ok ? (double)run.bytes_tx / (double)run.ok : 0.0,
 		       run.ok ? (double)run.bytes_rx / (double)run.ok : 0.0,
 		       run.ok ? (double)run.round_trips / (double)run.ok : 0.0,
-		       run.ok ? (double)run.session_ms / (double)run.ok : 0.0);
+		       run.ok ? (double)run.session_ms / (double)run.ok : 0.0,
+		       busy_pct);
 		fflush(stdout);
 		if (run.failed != 0)
 			rc = 1;

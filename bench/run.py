@@ -198,10 +198,12 @@ def station(a, t, station_bin, kilnd, sim):
             base = rows
         eff = med([x["per_s"] / (y["per_s"] * s) for x, y in zip(rows, base or rows)])
         fails = sum(int(x.get("failed", 0)) for x in rows)
-        note = "session %.0f ms; host CPU %.2f ms/device (kilnd %.2f + signer %.2f)" % (
-            med([x["session_ms"] for x in rows]), cpu,
-            med([x["kilnd_cpu_ms_per_device"] for x in rows]),
-            med([x.get("signer_cpu_ms_per_device", 0) for x in rows]))
+        note = ("session %.0f ms; host CPU %.2f ms/device (kilnd %.2f + signer %.2f); "
+                "cores busy %.0f%% (whole machine, all processes)" % (
+                    med([x["session_ms"] for x in rows]), cpu,
+                    med([x["kilnd_cpu_ms_per_device"] for x in rows]),
+                    med([x.get("signer_cpu_ms_per_device", 0) for x in rows]),
+                    med([x.get("cores_busy_pct") for x in rows])))
         if fails:
             note += "; %d sessions NOT ok (see stderr)" % fails
         if s == 1:
