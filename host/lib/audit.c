@@ -535,6 +535,8 @@ typedef struct {
 	size_t nchains, chains_cap;
 	EVP_MD_CTX *md;          /* reused for every row hash */
 	EVP_MD *sha256;
+	char *pub_seen;          /* last checkpoint's pubkey text checked */
+	uint8_t pub_seen_sha[32];
 } vctx_t;
 
 __attribute__((format(printf, 2, 3)))
@@ -614,7 +616,18 @@ static void check_checkpoint(vctx_t *v, vchain_t *ch, int64_t seq,
 	}
 	/* the recorded public key (checkpoints since schema 3) must be the
 	 * one the fingerprint names */
-	if (pub_b64 != NULL) {
+	if (pub_b64 != NULL && v->pub_seen != NULL &&
+	    strcmp(pub_b64, v->pub_seen) == 0) {
+		/* the same key as the checkpoint before: decoded already */
+		if (memcmp(v->pub_seen_sha, khash, 32) != 0) {
+			problem(v,
+				"audit seq %lld at station %s (CHECKPOINT): the "
+				"recorded public key is not the key %.16s... "
+				"it names",
+				(long long)seq, c, key_hex);
+			goto out;
+		}
+	} else if (pub_b64 != NULL) {
 		const unsigned char *pp;
 		EVP_PKEY *pk = NULL;
 		int same = 0;
@@ -628,6 +641,11 @@ static void check_checkpoint(vctx_t *v, vchain_t *ch, int64_t seq,
 			       memcmp(phash, khash, 32) == 0;
 		}
 		EVP_PKEY_free(pk);
+		if (same) {
+			free(v->pub_seen);
+			v->pub_seen = strdup(pub_b64);
+			memcpy(v->pub_seen_sha, phash, 32);
+		}
 		if (!same) {
 			problem(v,
 				"audit seq %lld at station %s (CHECKPOINT): the "
@@ -1334,6 +1352,7 @@ out:
 	X509_STORE_free(v.store);
 	sk_X509_pop_free(v.untrusted, X509_free);
 	free(v.chains);
+	free(v.pub_seen);
 	free(v.key_sha);
 	EVP_MD_CTX_free(v.md);
 	EVP_MD_free(v.sha256);

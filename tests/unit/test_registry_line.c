@@ -15,6 +15,9 @@
  *    exactly one wins each UID, the loser records nothing, no chain forks;
  *  - a schema-2 registry (one global chain, head in meta) migrates to
  *    per-station chains and still verifies.
+ *
+ * KILN_TEST_AUDIT_EVENTS=N also times ks_audit_verify() over N events on
+ * each backend (printed, not checked).
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -443,6 +446,57 @@ out:
 	ks_db_close(&db);
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * With KILN_TEST_AUDIT_EVENTS=N: N operator events (checkpoint every 64)
+ * written by one station in groups of 1000, then ks_audit_verify() timed
+ * over them; prints events/s (a measurement, not a check).
+ */
+static void measure_verify(const char *url, long events)
+{
+	ks_reg_t *reg = NULL;
+	ks_audit_report_t *rep = calloc(1, sizeof(*rep));
+	double t0, t1;
+	long i;
+	int r = KS_OK;
+
+	if (rep == NULL)
+		abort();
+	CHECK(ks_reg_open(url, "bench", &reg) == KS_OK);
+	if (reg == NULL || ks_reg_set_station_key(reg, fx.k1) != KS_OK)
+		goto out;
+	t0 = now_s();
+	for (i = 0; i < events && r == KS_OK; i++) {
+		if (i % 1000 == 0)
+			r = ks_reg_group_begin(reg);
+		if (r == KS_OK)
+			r = ks_reg_audit_event(reg, "bench", KS_REG_EV_OPERATOR,
+					       "{\"op\":\"bench\"}");
+		if (r == KS_OK && (i % 1000 == 999 || i == events - 1))
+			r = ks_reg_group_commit(reg);
+	}
+	CHECK(r == KS_OK);
+	ks_reg_close(&reg);
+	t1 = now_s();
+	r = ks_audit_verify(url, fx.ca_pem, fx.k1, rep);
+	CHECK(r == KS_OK);
+	printf("[%s] %llu audit rows (%llu checkpoints) written in %.1f s; "
+	       "verified in %.3f s: %.0f events/s\n",
+	       backend, (unsigned long long)rep->rows,
+	       (unsigned long long)rep->checkpoints, t1 - t0, now_s() - t1,
+	       (double)rep->rows / (now_s() - t1));
+out:
+	ks_reg_close(&reg);
+	free(rep);
+}
+
 static void run_all(const char *url_own, const char *url_chain,
 		    const char *url_race, const char *url_legacy, int pg)
 {
@@ -450,6 +504,19 @@ static void run_all(const char *url_own, const char *url_chain,
 	test_chains_and_blocks(url_chain);
 	test_race(url_race);
 	test_migrate_legacy(url_legacy, pg);
+}
+
+static long bench_events(void)
+{
+	const char *e = getenv("KILN_TEST_AUDIT_EVENTS");
+	char *end = NULL;
+	long n;
+
+	if (e == NULL || e[0] == '\0')
+		return 0;
+	n = strtol(e, &end, 10);
+	return (end != NULL && *end == '\0' && n > 0 && n <= 10000000) ? n
+									 : 0;
 }
 
 int main(void)
@@ -474,6 +541,12 @@ int main(void)
 		p[i] = tr_path(dir, f);
 	}
 	run_all(p[0], p[1], p[2], p[3], 0);
+	if (bench_events() > 0) {
+		char *bp = tr_path(dir, "bench.db");
+
+		measure_verify(bp, bench_events());
+		free(bp);
+	}
 
 	memset(&pg, 0, sizeof(pg));
 	backend = "postgresql";
@@ -488,6 +561,13 @@ int main(void)
 			      NULL);
 		}
 		run_all(u[0], u[1], u[2], u[3], 1);
+		if (bench_events() > 0) {
+			char bu[600];
+
+			CHECK(pgt_create_db(&pg, "bench") == 0);
+			if (pgt_url(&pg, "bench", bu, sizeof(bu)) != NULL)
+				measure_verify(bu, bench_events());
+		}
 		pgt_stop(&pg);
 	}
 	for (i = 0; i < 4; i++)
