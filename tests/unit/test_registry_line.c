@@ -14,7 +14,9 @@
  *  - two stations reserving the same UIDs at once from two threads:
  *    exactly one wins each UID, the loser records nothing, no chain forks;
  *  - a schema-2 registry (one global chain, head in meta) migrates to
- *    per-station chains and still verifies.
+ *    per-station chains and still verifies;
+ *  - a field enrollment recorded by another station than the one that
+ *    issued the claim, and the claim's use count.
  *
  * KILN_TEST_AUDIT_EVENTS=N also times ks_audit_verify() over N events on
  * each backend (printed, not checked).
@@ -446,6 +448,58 @@ out:
 	ks_db_close(&db);
 }
 
+/* Field enrollment records (registry_enroll.c) on this backend. */
+static void test_enroll(const char *url)
+{
+	ks_reg_t *a = NULL, *b = NULL;
+	ks_reg_session_t s;
+	ks_reg_enroll_req_t req;
+	EVP_PKEY *op = tr_p256();
+	uint8_t ph[32];
+	uint8_t *der = NULL;
+	size_t der_len = 0;
+	char claim[64], opser[64], why[200];
+	uint64_t cs = ++fx.cert_serial, os = ++fx.cert_serial;
+
+	CHECK(open2(url, 0, &a, &b) == 0);
+	if (a == NULL || b == NULL)
+		goto out;
+	CHECK(ks_reg_lot_create(a, "L4", "claim", "ENR", -1, "alice") ==
+	      KS_OK);
+	CHECK(tr_provision(a, &fx.ca, "L4", "enr-1", 0, cs, KS_REG_ACTIVE) >
+	      0);
+	tr_serial_hex(cs, claim, sizeof(claim));
+	tr_serial_hex(os, opser, sizeof(opser));
+	tr_pubhash(op, ph);
+	memset(&req, 0, sizeof(req));
+	req.credential_serial = claim;
+	req.uid = (const uint8_t *)"enr-1";
+	req.uid_len = 5;
+	req.pubkey_sha256 = ph;
+	req.profile = "op";
+	req.uses_allowed = 1;
+	req.peer = "127.0.0.1:4433";
+	CHECK(ks_reg_enroll_begin(b, &req, NULL, &s, why, sizeof(why)) ==
+	      KS_OK);
+	CHECK(s.state == KS_REG_KEYED && strcmp(s.station, "st2") == 0);
+	der = tr_issue(&fx.ca, op, os, s.serial, &der_len);
+	CHECK(ks_reg_cert_issued(b, s.id, der, der_len, opser, ph, 0, 0,
+				 NULL) == KS_OK);
+	CHECK(ks_reg_enroll_finish(b, s.id, claim, req.peer, NULL) == KS_OK);
+	/* the claim allows one use */
+	CHECK(ks_reg_enroll_begin(b, &req, NULL, &s, why, sizeof(why)) ==
+	      KS_ERR_QUOTA);
+	CHECK(strstr(why, "allows 1") != NULL);
+	ks_reg_close(&a);
+	ks_reg_close(&b);
+	verify_both(url, 1, 2);
+out:
+	free(der);
+	EVP_PKEY_free(op);
+	ks_reg_close(&a);
+	ks_reg_close(&b);
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -498,8 +552,10 @@ out:
 }
 
 static void run_all(const char *url_own, const char *url_chain,
-		    const char *url_race, const char *url_legacy, int pg)
+		    const char *url_race, const char *url_legacy,
+		    const char *url_enroll, int pg)
 {
+	test_enroll(url_enroll);
 	test_ownership(url_own);
 	test_chains_and_blocks(url_chain);
 	test_race(url_race);
@@ -522,9 +578,9 @@ static long bench_events(void)
 int main(void)
 {
 	char *dir = tr_tmpdir();
-	char *p[4];
-	char u[4][600], why[256];
-	const char *names[4] = { "own", "chain", "race", "legacy" };
+	char *p[5];
+	char u[5][600], why[256];
+	const char *names[5] = { "own", "chain", "race", "legacy", "enroll" };
 	pgt_server_t pg;
 	int i;
 
@@ -534,13 +590,13 @@ int main(void)
 	fx.k1 = tr_p256();
 	fx.k2 = tr_p256();
 	fx.cert_serial = 1000;
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < 5; i++) {
 		char f[32];
 
 		snprintf(f, sizeof(f), "%s.db", names[i]);
 		p[i] = tr_path(dir, f);
 	}
-	run_all(p[0], p[1], p[2], p[3], 0);
+	run_all(p[0], p[1], p[2], p[3], p[4], 0);
 	if (bench_events() > 0) {
 		char *bp = tr_path(dir, "bench.db");
 
@@ -555,12 +611,12 @@ int main(void)
 	} else if (pgt_start(&pg, NULL) != 0) {
 		CHECK(!"PostgreSQL server started");
 	} else {
-		for (i = 0; i < 4; i++) {
+		for (i = 0; i < 5; i++) {
 			CHECK(pgt_create_db(&pg, names[i]) == 0);
 			CHECK(pgt_url(&pg, names[i], u[i], sizeof(u[i])) !=
 			      NULL);
 		}
-		run_all(u[0], u[1], u[2], u[3], 1);
+		run_all(u[0], u[1], u[2], u[3], u[4], 1);
 		if (bench_events() > 0) {
 			char bu[600];
 
@@ -570,7 +626,7 @@ int main(void)
 		}
 		pgt_stop(&pg);
 	}
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 5; i++)
 		free(p[i]);
 	free(fx.ca_pem);
 	EVP_PKEY_free(fx.k1);
