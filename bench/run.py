@@ -250,11 +250,12 @@ def qemu(a, t, station_bin, kilnd, sim, st):
     rows = st.get(("device", 1), [])
     sim_ms = med([x["session_ms"] for x in rows]) if rows else float("nan")
     t.row("QEMU board session, measured (device key origin)", sm, "ms", "",
-          "%.2fx sim session" % (sm / sim_ms), "<= 1.2x link + compute",
-          sm <= 1.2 * sim_ms,
-          note="%.0f B; the simulator's session (%.0f ms, same bytes, host + device compute) "
-               "stands for link + compute: QEMU's UART is not paced, at 115200 baud the "
-               "link alone would add %.0f ms" % (tot, sim_ms, tot * 10 / 115200 * 1e3))
+          "%.2fx sim session" % (sm / sim_ms), "<= 1.2x link + compute", None,
+          note="%.0f B; not judged: QEMU's UART is not paced at a baud rate and the "
+               "firmware does not report its compute time, so link + compute is not "
+               "known separately (the native simulator's session, %.0f ms, runs the same "
+               "code at host speed; at 115200 baud the link alone is %.0f ms)"
+               % (tot, sim_ms, tot * 10 / 115200 * 1e3))
     return q
 
 
