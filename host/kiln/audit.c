@@ -41,12 +41,12 @@ typedef struct {
 static void usage(FILE *fp)
 {
 	fprintf(fp,
-		"Usage: kiln audit verify [--db FILE --ca CHAIN.pem --station-pub PUB.pem]\n"
+		"Usage: kiln audit verify [--db FILE|URL --ca CHAIN.pem] [--station-pub PUB.pem]...\n"
 		"                         [-c kilnd.conf]\n\n"
-		"verify  check the registry file offline: the audit hash chain, every\n"
-		"        checkpoint signature (station public key; on a registry\n"
-		"        shared by a line, give --station-pub once per station), every\n"
-		"        certificate\n"
+		"verify  check the registry offline: every station's audit hash chain,\n"
+		"        every checkpoint signature (give --station-pub once per station\n"
+		"        of a line; without it, against the keys the checkpoints record,\n"
+		"        whose fingerprints are printed to compare), every certificate\n"
 		"        against the CA chain and against its device and session rows.\n"
 		"        With -c, the registry, CA chain and station key come from\n"
 		"        kilnd.conf; --db/--ca/--station-pub override them.\n"
@@ -156,10 +156,12 @@ static int verify(kc_global_t *g, const files_t *f)
 	char head[65];
 	int r;
 
-	keys[nkeys] = load_pub(f->pub);
-	if (keys[nkeys] == NULL)
-		return KC_EXIT_LOCAL;
-	nkeys++;
+	if (f->pub[0] != '\0') {
+		keys[nkeys] = load_pub(f->pub);
+		if (keys[nkeys] == NULL)
+			return KC_EXIT_LOCAL;
+		nkeys++;
+	}
 	for (i = 0; i < f->n_more; i++) {
 		keys[nkeys] = load_pub(f->more_pub[i]);
 		if (keys[nkeys] == NULL) {
@@ -170,7 +172,8 @@ static int verify(kc_global_t *g, const files_t *f)
 		nkeys++;
 	}
 	memset(&rep, 0, sizeof(rep));
-	r = ks_audit_verify_keys(f->db, f->ca, keys, nkeys, &rep);
+	r = ks_audit_verify_keys(f->db, f->ca, nkeys > 0 ? keys : NULL, nkeys,
+				 &rep);
 	while (nkeys > 0)
 		EVP_PKEY_free(keys[--nkeys]);
 	if (r != KS_OK && r != KS_ERR_AUDIT) {
@@ -215,13 +218,23 @@ static int verify(kc_global_t *g, const files_t *f)
 		       rep.last_checkpoint_seq, rep.unsigned_tail,
 		       rep.certificates, rep.devices);
 		/* a line of stations: one chain each */
-		for (i = 0; rep.chains_total > 1 && i < rep.nchains; i++)
+		printf("  %zu chain%s (one per station); checkpoint keys %s\n",
+		       rep.chains_total, rep.chains_total == 1 ? "" : "s",
+		       rep.keys_pinned ? "are the given station keys"
+				       : "as the checkpoints record them (NOT "
+					 "pinned: compare the fingerprints)");
+		for (i = 0; i < rep.nchains; i++) {
+			char kh[65] = "-";
+
+			if (rep.chains[i].has_key)
+				hex32(rep.chains[i].key_sha256, kh);
 			printf("  station %s: %" PRIu64 " rows to seq %" PRId64
 			       ", %" PRIu64 " checkpoints (last at seq %" PRId64
-			       ")\n",
+			       "), key sha256 %s\n",
 			       rep.chains[i].station, rep.chains[i].rows,
 			       rep.chains[i].head_seq, rep.chains[i].checkpoints,
-			       rep.chains[i].last_checkpoint_seq);
+			       rep.chains[i].last_checkpoint_seq, kh);
+		}
 	} else {
 		printf("audit FAILED: %s\n  %s\n  %" PRIu64 " problem%s found\n",
 		       f->db, rep.first_error, rep.errors,
@@ -462,8 +475,8 @@ int kc_cmd_audit(kc_global_t *g, int argc, char **argv)
 			return rc;
 	}
 	if (strcmp(sub, "verify") == 0) {
-		if (f.db[0] == '\0' || f.ca[0] == '\0' || f.pub[0] == '\0') {
-			kc_err("audit verify: give --db, --ca and --station-pub, or -c kilnd.conf");
+		if (f.db[0] == '\0' || f.ca[0] == '\0') {
+			kc_err("audit verify: give --db and --ca (and --station-pub), or -c kilnd.conf");
 			return KC_EXIT_USAGE;
 		}
 		return verify(g, &f);

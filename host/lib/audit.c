@@ -537,6 +537,7 @@ typedef struct {
 	EVP_MD *sha256;
 	char *pub_seen;          /* last checkpoint's pubkey text checked */
 	uint8_t pub_seen_sha[32];
+	EVP_PKEY *pub_seen_key;  /* ...and the key it decodes to */
 } vctx_t;
 
 __attribute__((format(printf, 2, 3)))
@@ -640,12 +641,15 @@ static void check_checkpoint(vctx_t *v, vchain_t *ch, int64_t seq,
 			       ks_audit_pubkey_sha256(pk, phash) == KS_OK &&
 			       memcmp(phash, khash, 32) == 0;
 		}
-		EVP_PKEY_free(pk);
 		if (same) {
 			free(v->pub_seen);
+			EVP_PKEY_free(v->pub_seen_key);
 			v->pub_seen = strdup(pub_b64);
 			memcpy(v->pub_seen_sha, phash, 32);
+			v->pub_seen_key = pk;
+			pk = NULL;
 		}
+		EVP_PKEY_free(pk);
 		if (!same) {
 			problem(v,
 				"audit seq %lld at station %s (CHECKPOINT): the "
@@ -655,9 +659,28 @@ static void check_checkpoint(vctx_t *v, vchain_t *ch, int64_t seq,
 			goto out;
 		}
 	}
+	if (v->nkeys == 0) {
+		/* no keys given: the keys the checkpoints record, one per
+		 * chain (the report names them for the auditor to compare) */
+		if (pub_b64 == NULL || v->pub_seen_key == NULL) {
+			problem(v,
+				"audit seq %lld at station %s (CHECKPOINT): "
+				"records no public key; give the station keys",
+				(long long)seq, c);
+			goto out;
+		}
+		if (ch->c.has_key && memcmp(ch->c.key_sha256, khash, 32) != 0) {
+			problem(v,
+				"audit seq %lld at station %s (CHECKPOINT): "
+				"signed by key %.16s..., not the key of the "
+				"chain's earlier checkpoints",
+				(long long)seq, c, key_hex);
+			goto out;
+		}
+	}
 	memcpy(ch->c.key_sha256, khash, 32);
 	ch->c.has_key = 1;
-	key = trusted_key(v, khash);
+	key = v->nkeys == 0 ? v->pub_seen_key : trusted_key(v, khash);
 	if (key == NULL) {
 		problem(v,
 			"audit seq %lld at station %s (CHECKPOINT): signed by key "
@@ -1250,10 +1273,14 @@ int ks_audit_verify(const char *db_path, const char *ca_pem_path,
 {
 	EVP_PKEY *keys[1];
 
+	if (station_pub == NULL) {
+		/* this form pins one key (ks_audit_verify_keys takes none) */
+		if (report != NULL)
+			memset(report, 0, sizeof(*report));
+		return KS_ERR_ARG;
+	}
 	keys[0] = station_pub;
-	return ks_audit_verify_keys(db_path, ca_pem_path,
-				    station_pub != NULL ? keys : NULL,
-				    station_pub != NULL ? 1 : 0, report);
+	return ks_audit_verify_keys(db_path, ca_pem_path, keys, 1, report);
 }
 
 int ks_audit_verify_keys(const char *db_path, const char *ca_pem_path,
@@ -1271,11 +1298,11 @@ int ks_audit_verify_keys(const char *db_path, const char *ca_pem_path,
 		return KS_ERR_ARG;
 	memset(report, 0, sizeof(*report));
 	v.rep = report;
-	if (db_path == NULL || ca_pem_path == NULL || keys == NULL ||
-	    nkeys == 0 || nkeys > 4096)
+	if (db_path == NULL || ca_pem_path == NULL ||
+	    (keys == NULL && nkeys > 0) || nkeys > 4096)
 		goto out;
 	r = KS_ERR_NOMEM;
-	v.key_sha = calloc(nkeys, sizeof(*v.key_sha));
+	v.key_sha = calloc(nkeys > 0 ? nkeys : 1, sizeof(*v.key_sha));
 	v.md = EVP_MD_CTX_new();
 	v.sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
 	if (v.key_sha == NULL || v.md == NULL || v.sha256 == NULL)
@@ -1342,6 +1369,7 @@ int ks_audit_verify_keys(const char *db_path, const char *ca_pem_path,
 	if (r != KS_OK)
 		goto out;
 	report_chains(&v);
+	report->keys_pinned = nkeys > 0;
 	report->ok = report->errors == 0;
 	r = report->ok ? KS_OK : KS_ERR_AUDIT;
 out:
@@ -1353,6 +1381,7 @@ out:
 	sk_X509_pop_free(v.untrusted, X509_free);
 	free(v.chains);
 	free(v.pub_seen);
+	EVP_PKEY_free(v.pub_seen_key);
 	free(v.key_sha);
 	EVP_MD_CTX_free(v.md);
 	EVP_MD_free(v.sha256);

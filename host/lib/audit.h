@@ -90,6 +90,8 @@ typedef struct {
 	                              over all chains */
 	uint64_t certificates;     /* certificate rows checked */
 	uint64_t devices;          /* device rows checked */
+	int keys_pinned;           /* 1: checkpoints checked against given
+	                              keys; 0: against the keys they record */
 	size_t chains_total;       /* station chains found */
 	size_t nchains;            /* of them in chains[] (first by name) */
 	ks_audit_chain_t chains[KS_AUDIT_CHAINS_MAX];
@@ -118,7 +120,11 @@ KS_REG_WUR int ks_audit_verify(const char *db_path, const char *ca_pem_path,
 /**
  * ks_audit_verify() for a line of stations: each checkpoint must be
  * signed by one of the `nkeys` trusted station keys (the one whose
- * SHA-256 fingerprint it records).
+ * SHA-256 fingerprint it records). With no keys (NULL, 0) each checkpoint
+ * is checked against the public key it records, and every checkpoint of
+ * a chain must name the same key: that proves the chains consistent, not
+ * who signed them -- compare report->chains[i].key_sha256 with the
+ * stations' keys (report->keys_pinned is 0).
  */
 KS_REG_WUR int ks_audit_verify_keys(const char *db_path,
 				    const char *ca_pem_path,

@@ -241,6 +241,20 @@ static void test_chains_and_blocks(const char *url)
 	ks_reg_close(&b);
 
 	verify_both(url, 1, 2);
+	/* without keys: each chain against the key its checkpoints record,
+	 * reported for the auditor to compare */
+	CHECK(ks_audit_verify_keys(url, fx.ca_pem, NULL, 0, rep) == KS_OK);
+	CHECK(!rep->keys_pinned && rep->nchains == 2);
+	{
+		uint8_t h1[32], h2[32];
+
+		tr_pubhash(fx.k1, h1);
+		tr_pubhash(fx.k2, h2);
+		CHECK(rep->chains[0].has_key &&
+		      memcmp(rep->chains[0].key_sha256, h1, 32) == 0);
+		CHECK(rep->chains[1].has_key &&
+		      memcmp(rep->chains[1].key_sha256, h2, 32) == 0);
+	}
 	/* with only st1's key, st2's checkpoints are not trusted */
 	CHECK(ks_audit_verify(url, fx.ca_pem, fx.k1, rep) == KS_ERR_AUDIT);
 	CHECK(strstr(rep->first_error, "at station st2 (CHECKPOINT)") !=
