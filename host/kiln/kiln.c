@@ -49,6 +49,8 @@ static void usage(FILE *fp, const char *prog)
 		"                      the config's control_socket, or %s)\n"
 		"  -c, --config FILE   kilnd.conf: socket, registry and keys from it\n"
 		"      --json          machine-readable output\n"
+		"  -h, --help          this help\n"
+		"      --version       print the version\n"
 		"\n"
 		"Run '%s <command> --help' for a command's options. Exit codes: 0 ok,\n"
 		"1 failed, 2 usage, 3 kilnd unreachable, 4 local file/database error.\n",
@@ -57,6 +59,13 @@ static void usage(FILE *fp, const char *prog)
 
 static int cmd_help(kc_global_t *g, int argc, char **argv)
 {
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
+			  strcmp(argv[1], "-h") == 0)) {
+		printf("Usage: %s help [COMMAND]\n"
+		       "Show the list of commands, or COMMAND's options.\n",
+		       g->prog);
+		return KC_EXIT_OK;
+	}
 	if (argc >= 2) {
 		for (size_t i = 0; i < NCOMMANDS; i++)
 			if (strcmp(argv[1], commands[i].name) == 0 &&
