@@ -18,8 +18,12 @@
  * row already there (same id, UID, serial, key) stops the move, which
  * then changes nothing.
  *
- * Afterwards every table's row count and the ordered row hashes of the
- * audit log are compared between the source and the target, and with
+ * Sequences of integer columns (whatever the table's key: serial_blocks
+ * has a composite one) are moved past the largest copied value.
+ *
+ * Afterwards every table's row count, the audit log row by row (row and
+ * previous hashes, station chain and place in it) and every chain's head
+ * (audit_heads) are compared between the source and the target, and with
  * --ca (and --station-pub) the full audit verification runs on the target.
  */
 #include <errno.h>
@@ -52,6 +56,7 @@ typedef struct {
 	int bytea[MAX_COLS];      /* target column is BYTEA */
 	int deferred[MAX_COLS];   /* forward FK: NULL first, set later */
 	int notnull[MAX_COLS];
+	int integer[MAX_COLS];    /* declared INTEGER in the source */
 	char pk[NAME_MAX_LEN];    /* single-column primary key, or "" */
 	int pk_int;               /* the primary key is an integer id */
 	char refs[MAX_COLS][NAME_MAX_LEN]; /* table a column references */
@@ -158,17 +163,21 @@ static int read_schema(mig_t *m)
 			}
 			snprintf(t->cols[t->ncols], NAME_MAX_LEN, "%s", col);
 			t->notnull[t->ncols] = ks_db_col_int(ci, 3) != 0;
+			t->integer[t->ncols] = type != NULL &&
+					       strstr(type, "INT") != NULL;
 			if (ks_db_col_int(ci, 5) > 0) {
 				npk++;
 				snprintf(t->pk, sizeof(t->pk), "%s", col);
-				t->pk_int = type != NULL &&
-					    strstr(type, "INT") != NULL;
+				t->pk_int = t->integer[t->ncols];
 			}
 			t->ncols++;
 		}
 		ks_db_finish(&ci);
-		if (npk != 1)
+		if (npk != 1) {
+			/* a composite key (serial_blocks) is no id */
 			t->pk[0] = '\0';
+			t->pk_int = 0;
+		}
 		snprintf(sql, sizeof(sql), "PRAGMA foreign_key_list(%s)",
 			 t->name);
 		if (ks_db_prepare(m->src, sql, &ci) != KS_DB_EOK) {
@@ -530,7 +539,11 @@ static int copy_deferred(mig_t *m, mig_table_t *t)
 	return r;
 }
 
-/* Identity sequences past the copied ids. */
+/*
+ * Identity sequences past the copied ids: every integer column the target
+ * gives a sequence (an id, whatever the table's key), moved to the
+ * largest value copied.
+ */
 static int bump_sequences(mig_t *m)
 {
 	char sql[512];
@@ -538,17 +551,64 @@ static int bump_sequences(mig_t *m)
 	for (int i = 0; i < m->n; i++) {
 		mig_table_t *t = &m->t[i];
 
-		if (!t->pk_int || t->rows == 0)
-			continue;
-		snprintf(sql, sizeof(sql),
-			 "SELECT setval(s, (SELECT max(%s) FROM %s)) FROM "
-			 "(SELECT pg_get_serial_sequence('%s', '%s') AS s) q "
-			 "WHERE s IS NOT NULL",
-			 t->pk, t->name, t->name, t->pk);
-		if (ks_db_exec(m->dst, sql) != KS_DB_EOK)
-			return db_fail(m->dst, sql);
+		for (int c = 0; c < t->ncols && t->rows > 0; c++) {
+			if (!t->integer[c])
+				continue;
+			snprintf(sql, sizeof(sql),
+				 "SELECT setval(s, (SELECT max(%s) FROM %s)) "
+				 "FROM (SELECT pg_get_serial_sequence('%s', "
+				 "'%s') AS s) q WHERE s IS NOT NULL AND "
+				 "EXISTS (SELECT 1 FROM %s WHERE %s IS NOT NULL)",
+				 t->cols[c], t->name, t->name, t->cols[c],
+				 t->name, t->cols[c]);
+			if (ks_db_exec(m->dst, sql) != KS_DB_EOK)
+				return db_fail(m->dst, sql);
+		}
 	}
 	return KC_EXIT_OK;
+}
+
+/* Each station chain's head (seq, hash, last checkpoint) on the target. */
+static int compare_heads(mig_t *m)
+{
+	ks_db_stmt_t *a = NULL, *b = NULL;
+	int bad = 0, ra;
+
+	if (find_table(m, "audit_heads") < 0)
+		return KC_EXIT_OK;
+	if (ks_db_prepare_stream(m->src,
+				 "SELECT chain, seq, row_hash, checkpoint_seq "
+				 "FROM audit_heads ORDER BY chain",
+				 &a) != KS_DB_EOK)
+		return db_fail(m->src, "reading the audit chain heads");
+	while ((ra = ks_db_step(a)) == KS_DB_ROW) {
+		if (ks_db_prepare(m->dst,
+				  "SELECT seq, row_hash, checkpoint_seq FROM "
+				  "audit_heads WHERE chain = ?",
+				  &b) != KS_DB_EOK) {
+			bad = 1;
+			break;
+		}
+		ks_db_bind_text(b, 1, ks_db_col_text(a, 0));
+		if (ks_db_step(b) != KS_DB_ROW ||
+		    ks_db_col_int64(b, 0) != ks_db_col_int64(a, 1) ||
+		    ks_db_col_bytes(b, 1) != 32 ||
+		    ks_db_col_bytes(a, 2) != 32 ||
+		    memcmp(ks_db_col_blob(b, 1), ks_db_col_blob(a, 2), 32) != 0 ||
+		    ks_db_col_int64(b, 2) != ks_db_col_int64(a, 3)) {
+			kc_err("registry migrate: the head of the audit chain "
+			       "of station %s differs on the target",
+			       ks_db_col_text(a, 0));
+			bad = 1;
+		}
+		ks_db_finish(&b);
+		if (bad)
+			break;
+	}
+	ks_db_finish(&a);
+	if (!bad && ra != KS_DB_DONE)
+		return db_fail(m->src, "reading the audit chain heads");
+	return bad ? KC_EXIT_FAIL : KC_EXIT_OK;
 }
 
 /* Row counts of every table and the audit chain, row by row. */
@@ -570,30 +630,37 @@ static int compare(mig_t *m)
 	}
 	if (find_table(m, "audit") < 0)
 		return bad ? KC_EXIT_FAIL : KC_EXIT_OK;
-	/* the same rows in the same order with the same hashes (one
-	 * stream at a time per connection: source streams, target reads
-	 * row by row by primary key) */
+	/* the same rows in the same order with the same hashes, each in
+	 * the same station chain at the same place (one stream at a time
+	 * per connection: source streams, target reads row by row by
+	 * primary key) */
 	if (ks_db_prepare_stream(m->src,
-				 "SELECT seq, row_hash, prev_hash FROM audit "
-				 "ORDER BY seq",
+				 "SELECT seq, row_hash, prev_hash, chain, "
+				 "chain_seq FROM audit ORDER BY seq",
 				 &a) != KS_DB_EOK)
 		return db_fail(m->src, "reading the audit log");
 	while ((ra = ks_db_step(a)) == KS_DB_ROW) {
+		const char *ca, *cb;
+
 		if (ks_db_prepare(m->dst,
-				  "SELECT row_hash, prev_hash FROM audit WHERE "
-				  "seq = ?",
+				  "SELECT row_hash, prev_hash, chain, chain_seq "
+				  "FROM audit WHERE seq = ?",
 				  &b) != KS_DB_EOK) {
 			bad = 1;
 			break;
 		}
 		ks_db_bind_int64(b, 1, ks_db_col_int64(a, 0));
 		rb = ks_db_step(b);
+		ca = ks_db_col_text(a, 3);
+		cb = rb == KS_DB_ROW ? ks_db_col_text(b, 2) : NULL;
 		if (rb != KS_DB_ROW || ks_db_col_bytes(b, 0) != 32 ||
 		    ks_db_col_bytes(a, 1) != 32 ||
 		    memcmp(ks_db_col_blob(b, 0), ks_db_col_blob(a, 1), 32) != 0 ||
 		    ks_db_col_bytes(b, 1) != ks_db_col_bytes(a, 2) ||
 		    memcmp(ks_db_col_blob(b, 1), ks_db_col_blob(a, 2),
-			   ks_db_col_bytes(a, 2)) != 0) {
+			   ks_db_col_bytes(a, 2)) != 0 ||
+		    ca == NULL || cb == NULL || strcmp(ca, cb) != 0 ||
+		    ks_db_col_int64(a, 4) != ks_db_col_int64(b, 3)) {
 			kc_err("registry migrate: audit row %" PRId64
 			       " differs on the target",
 			       ks_db_col_int64(a, 0));
@@ -605,9 +672,16 @@ static int compare(mig_t *m)
 		nrows++;
 	}
 	ks_db_finish(&a);
+	if (!bad && ra != KS_DB_DONE) {
+		db_fail(m->src, "reading the audit log");
+		bad = 1;
+	}
 	if (!bad)
-		printf("  audit chain: %" PRId64 " rows identical (row and "
-		       "previous hashes)\n", nrows);
+		bad = compare_heads(m) != KC_EXIT_OK;
+	if (!bad)
+		printf("  audit chains: %" PRId64 " rows identical (row and "
+		       "previous hashes, chain and place in it), every "
+		       "chain head moved\n", nrows);
 	return bad ? KC_EXIT_FAIL : KC_EXIT_OK;
 }
 

@@ -47,8 +47,9 @@ static const char profiles[] =
 	"key_origin = host\n"
 	"lock = identity\n\n";
 
-static const char *const tables[] = {"lots", "devices", "sessions",
-				     "certificates", "audit"};
+static const char *const tables[] = {"lots",  "devices",     "sessions",
+				     "certificates", "audit", "audit_heads",
+				     "serial_blocks"};
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
 static kt_station_t st;
