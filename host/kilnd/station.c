@@ -268,6 +268,7 @@ int kd_signer_main(const char *config_path, int fd)
 	kd_config_t *cfg = NULL;
 	kd_daemon_t d;
 	ks_signer_serve_cfg_t sc;
+	ks_reg_opts_t ro;
 	char *err = calloc(1, 8192);
 	sigset_t all;
 	ks_err_t r;
@@ -280,6 +281,7 @@ int kd_signer_main(const char *config_path, int fd)
 	(void)prctl(PR_SET_DUMPABLE, 0); /* no core dumps, no ptrace peers */
 	memset(&d, 0, sizeof(d));
 	memset(&sc, 0, sizeof(sc));
+	memset(&ro, 0, sizeof(ro));
 	if (err == NULL)
 		goto out;
 	if (kd_config_load(config_path, &cfg, err, 8192) != KS_OK) {
@@ -296,6 +298,9 @@ int kd_signer_main(const char *config_path, int fd)
 		}
 		sc.registry = cfg->registry;
 		sc.station_id = cfg->station_id;
+		ro.serial_block = cfg->serial_block;
+		ro.timeout_s = cfg->registry_timeout;
+		sc.registry_opts = &ro;
 	}
 	if (sc.load_error != NULL) {
 		size_t len = strlen(err);

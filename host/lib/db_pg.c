@@ -32,6 +32,7 @@ typedef struct {
 	char *conninfo;
 	int64_t changes;
 	char xid[32]; /* txid_current() of the open write transaction */
+	int lost;     /* the socket failed though PQstatus still says OK */
 } pg_conn_t;
 
 typedef struct {
@@ -62,6 +63,19 @@ static pg_stmt_t *P(const ks_db_stmt_t *st)
 }
 
 /* Classify an error from a result (may be NULL) and the connection. */
+/*
+ * The connection is usable: libpq says so and no failed read or write
+ * showed it dead. (libpq leaves the status CONNECTION_OK when recv()
+ * fails with ECONNRESET -- a server stopped with -m immediate, whose
+ * backends send a WARNING and reset the socket -- so its word alone does
+ * not do.)
+ */
+static int conn_ok(const pg_conn_t *c)
+{
+	return c != NULL && c->conn != NULL && !c->lost &&
+	       PQstatus(c->conn) == CONNECTION_OK;
+}
+
 static int err(ks_db_t *db, const PGresult *res)
 {
 	const char *state = res != NULL
@@ -77,10 +91,17 @@ static int err(ks_db_t *db, const PGresult *res)
 	n = strlen(db->errmsg);
 	while (n > 0 && (db->errmsg[n - 1] == '\n' || db->errmsg[n - 1] == ' '))
 		db->errmsg[--n] = '\0';
-	if (C(db)->conn == NULL || PQstatus(C(db)->conn) != CONNECTION_OK)
+	if (!conn_ok(C(db)))
 		return KS_DB_ECONN;
-	if (state == NULL)
+	if (state == NULL) {
+		/* an error of libpq's own, not the server's: a connection
+		 * that cannot even take in what is waiting is lost */
+		if (PQconsumeInput(C(db)->conn) == 0) {
+			C(db)->lost = 1;
+			return KS_DB_ECONN;
+		}
 		return KS_DB_EERROR;
+	}
 	if (strcmp(state, "23505") == 0)
 		return KS_DB_ECONSTRAINT;
 	if (strncmp(state, "23", 2) == 0 || strcmp(state, "P0001") == 0)
@@ -115,6 +136,7 @@ static int connect_now(ks_db_t *db)
 
 	if (c->conn != NULL)
 		PQfinish(c->conn);
+	c->lost = 0;
 	c->conn = PQconnectdb(c->conninfo);
 	if (c->conn == NULL) {
 		ks_db_set_err(db, "out of memory connecting");
@@ -322,8 +344,7 @@ static void p_unprepare(ks_db_stmt_t *st)
 		return;
 	p_reset(st);
 	if (s->gen == st->db->gen && s->name[0] != '\0' &&
-	    C(st->db)->conn != NULL &&
-	    PQstatus(C(st->db)->conn) == CONNECTION_OK &&
+	    conn_ok(C(st->db)) &&
 	    PQtransactionStatus(C(st->db)->conn) == PQTRANS_IDLE) {
 		snprintf(sql, sizeof(sql), "DEALLOCATE %s", s->name);
 		res = PQexec(C(st->db)->conn, sql);
@@ -428,7 +449,7 @@ static int start(ks_db_stmt_t *st)
 	ExecStatusType es;
 	int r;
 
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK)
+	if (!conn_ok(C(st->db)))
 		return err(st->db, NULL);
 	if (s->gen != st->db->gen) {
 		r = do_prepare(st);
@@ -634,23 +655,22 @@ static int64_t p_changes(ks_db_t *db)
 
 static int p_reconnect(ks_db_t *db)
 {
-	if (C(db)->conn != NULL && PQstatus(C(db)->conn) == CONNECTION_OK)
+	if (conn_ok(C(db)))
 		return KS_DB_EOK;
 	return connect_now(db);
 }
 
 static int p_connected(const ks_db_t *db)
 {
-	return C(db) != NULL && C(db)->conn != NULL &&
-	       PQstatus(C(db)->conn) == CONNECTION_OK;
+	return conn_ok(C(db));
 }
 
 static int p_in_tx(ks_db_t *db)
 {
 	PGTransactionStatusType t;
 
-	if (C(db)->conn == NULL)
-		return 0;
+	if (!conn_ok(C(db)))
+		return 0; /* a transaction on a lost connection is gone */
 	t = PQtransactionStatus(C(db)->conn);
 	return t == PQTRANS_INTRANS || t == PQTRANS_INERROR ||
 	       t == PQTRANS_ACTIVE;

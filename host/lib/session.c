@@ -719,7 +719,12 @@ static fail_t step_issue(run_t *r)
 	/* a duplicate certificate serial is refused by the registry: draw
 	 * a new one (the signature counts against the quota either way) */
 	for (int attempt = 0; attempt < 3; attempt++) {
-		rc = ks_signer_issue(r->e->signer, req, iss);
+		/* the signer checks the request against its own registry
+		 * connection: an unreachable registry is waited for there,
+		 * then here like any registry call */
+		do
+			rc = ks_signer_issue(r->e->signer, req, iss);
+		while (reg_retry(r, rc));
 		if (rc != KS_OK) {
 			reason(r, "signer refused: %s", ks_strerror(rc));
 			f = fail_((ks_err_t)rc, KS_REG_FAILED);

@@ -25,6 +25,7 @@
 #include "host/lib/err.h"
 #include "host/lib/hostkey.h"
 #include "host/lib/profile.h"
+#include "host/lib/registry.h"
 
 typedef struct ks_signer ks_signer_t;
 
@@ -166,8 +167,13 @@ ks_err_t ks_issue_req_spki_sha256(const ks_issue_req_t *req, uint8_t out[32]);
 
 /** Configuration of ks_signer_serve(). */
 typedef struct {
-	const char *registry;   /* registry file; opened on the first HELLO */
+	const char *registry;   /* registry path or URL; opened on the first
+				   HELLO */
 	const char *station_id; /* station id the signer records events as */
+	/* the station's registry options (NULL: the defaults); their
+	 * timeout_s is also how long a lost database connection is waited
+	 * for (ks_reg_set_db_timeout), as in the station */
+	const ks_reg_opts_t *registry_opts;
 	const char *load_error; /* non-NULL: the CA failed to load; every
 				   HELLO is answered with this message */
 } ks_signer_serve_cfg_t;

@@ -29,8 +29,10 @@
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 
+#include "host/lib/db.h"
 #include "host/lib/log.h"
 #include "host/lib/registry.h"
+#include "host/lib/registry_health.h"
 #include "host/lib/signer_priv.h"
 
 #define SP_MAGIC 0x6b534731u  /* "kSG1" */
@@ -92,7 +94,9 @@ static void record_refusal(server_t *sv, const ks_issue_req_t *req,
 
 	ks_log_warn("refused to sign for session %lld (lot '%.64s', profile '%.63s'): %s",
 		    (long long)req->session_id, req->lot, req->profile, reason);
-	if (sv->reg == NULL)
+	/* a registry that stayed unreachable for the whole reconnect
+	 * window cannot take the event either (and refused nothing) */
+	if (sv->reg == NULL || why == KS_ERR_UNAVAILABLE)
 		return;
 	j = json_pack("{s:I, s:s%, s:s%, s:s%, s:s, s:s}", "session_id",
 		      (json_int_t)req->session_id, "lot", req->lot,
@@ -110,6 +114,29 @@ static void record_refusal(server_t *sv, const ks_issue_req_t *req,
 		ks_log_error("cannot record SIGN_REFUSED: %s", ks_strerror(r));
 	free(txt);
 	json_decref(j);
+}
+
+/*
+ * Open the registry as the station did (its options; a lost database
+ * connection is waited for as long as the station waits for it). The
+ * reason names the registry with its password masked.
+ */
+static ks_err_t open_registry(server_t *sv, char *why, size_t whylen)
+{
+	const ks_reg_opts_t *o = sv->cfg->registry_opts;
+	char shown[512];
+	int r;
+
+	r = ks_reg_open_ex(sv->cfg->registry, sv->cfg->station_id, o, &sv->reg);
+	if (r != KS_OK) {
+		ks_db_url_mask(sv->cfg->registry, shown, sizeof(shown));
+		snprintf(why, whylen, "the signer cannot open the registry %s: %s",
+			 shown, ks_strerror(r));
+		return (ks_err_t)r;
+	}
+	if (o != NULL)
+		ks_reg_set_db_timeout(sv->reg, o->timeout_s);
+	return KS_OK;
 }
 
 /* Take quota and issued count of a lot from the registry once. */
@@ -321,12 +348,10 @@ ks_err_t ks_signer_serve(ks_signer_t **signer, int fd,
 				snprintf(rs->reason, sizeof(rs->reason), "%s",
 					 cfg->load_error);
 			} else if (sv.reg == NULL &&
-				   (rs->status = (uint32_t)ks_reg_open(
-					    cfg->registry, cfg->station_id,
-					    &sv.reg)) != KS_OK) {
-				snprintf(rs->reason, sizeof(rs->reason),
-					 "the signer cannot open the registry %s",
-					 cfg->registry);
+				   (rs->status = (uint32_t)open_registry(
+					    &sv, rs->reason,
+					    sizeof(rs->reason))) != KS_OK) {
+				/* the reason is set */
 			} else {
 				rs->count = (uint32_t)ks_signer_chain_len(sv.signer);
 			}

@@ -1,7 +1,8 @@
 /*
  * Unit tests of the database layer (host/lib/db.c) on both backends, and
  * of the registry on PostgreSQL: statements, the statement cache, blobs,
- * error classes, savepoints, streaming, URL masking; the SQLite and
+ * error classes, savepoints, streaming, URL masking, a connection lost
+ * while idle (server stopped -m immediate) and found again; the SQLite and
  * PostgreSQL schemas compared table by table, column by column and unique
  * index by unique index so the two migration sets cannot drift; a session
  * driven to ACTIVE on PostgreSQL with its unique constraints. The
@@ -176,6 +177,42 @@ out:
 	free(ca_pem);
 }
 
+/*
+ * A PostgreSQL connection idle while the server is stopped with -m
+ * immediate: its backend sends a WARNING and resets the socket, after
+ * which libpq still says CONNECTION_OK. The next read must be seen as a
+ * lost connection (KS_DB_ECONN, within a short reconnect window), not as
+ * an SQL error, and must read again once the server is back.
+ */
+static void lost_idle_connection(pgt_server_t *pg, const char *url)
+{
+	ks_db_t *db = NULL;
+	ks_db_stmt_t *st = NULL;
+	int rc;
+
+	CHECK(ks_db_open(url, &db) == KS_DB_EOK);
+	CHECK(ks_db_prepare(db, "SELECT 41 + 1", &st) == KS_DB_EOK);
+	CHECK(ks_db_step(st) == KS_DB_ROW && ks_db_col_int(st, 0) == 42);
+	ks_db_finish(&st);
+	CHECK(pgt_halt(pg) == 0);
+	ks_db_set_timeout_ms(db, 300);
+	/* a cached statement, a read outside any transaction */
+	rc = ks_db_prepare(db, "SELECT 41 + 1", &st);
+	if (rc == KS_DB_EOK)
+		rc = ks_db_step(st);
+	ks_db_finish(&st);
+	CHECK(rc == KS_DB_ECONN);
+	CHECK(!ks_db_connected(db));
+	CHECK(ks_db_begin_read(db) == KS_DB_ECONN);
+	CHECK(pgt_resume(pg) == 0);
+	ks_db_set_timeout_ms(db, 10000);
+	CHECK(ks_db_prepare(db, "SELECT 41 + 1", &st) == KS_DB_EOK);
+	CHECK(ks_db_step(st) == KS_DB_ROW && ks_db_col_int(st, 0) == 42);
+	ks_db_finish(&st);
+	CHECK(ks_db_connected(db));
+	ks_db_close(&db);
+}
+
 static void test_url(void)
 {
 	char out[256];
@@ -224,6 +261,7 @@ int main(void)
 		CHECK(strcmp(ks_db_backend_name(db), "postgresql") == 0);
 		layer_checks(db);
 		ks_db_close(&db);
+		lost_idle_connection(&pg, url);
 		CHECK(pgt_create_db(&pg, "reg") == 0);
 		CHECK(pgt_url(&pg, "reg", url, sizeof(url)) != NULL);
 		registry_checks(url, dir);
