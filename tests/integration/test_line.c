@@ -62,7 +62,7 @@ static const char profiles[] =
 
 typedef struct {
 	kt_station_t kt;
-	char id[16];
+	char id[24];
 	const char *lot;
 	const char *profile;
 	ks_simproc_t *boards[MAXB + 1];
@@ -455,21 +455,37 @@ static char *slot_state(line_station_t *s, int n)
 	return r;
 }
 
+/* The error the status shows for slot n (malloc'ed; "" when none). */
+static char *slot_error(line_station_t *s, int n)
+{
+	json_t *stj = kt_ctl(&s->kt, "{\"cmd\":\"status\"}");
+	json_t *sl = json_array_get(json_object_get(stj, "slots"), (size_t)(n - 1));
+	const char *e = json_string_value(json_object_get(sl, "error"));
+	char *r = strdup(e != NULL ? e : "");
+
+	json_decref(stj);
+	return r;
+}
+
 /*
  * Each contested UID: the slot of exactly one of its two stations shows
  * done, the other skipped, and the database's ACTIVE session of that UID
  * belongs to the station whose slot shows done (a station never completes
- * another live station's session as if it were its own).
+ * another live station's session as if it were its own). The skipped
+ * slot says why: the UID is being provisioned at the winning station, or
+ * is already ACTIVE.
  */
 static void check_winners(void)
 {
 	PGconn *c = db_connect();
-	char cu[65], sql[512];
+	char cu[65], sql[512], held[128];
+	int nheld = 0;
 
 	if (c == NULL)
 		return;
 	for (int k = 0; k < NCONTESTED; k++) {
 		line_station_t *w = NULL;
+		char *lose_err = NULL;
 		int ndone = 0, nskip = 0;
 		PGresult *r;
 
@@ -486,14 +502,29 @@ static void check_winners(void)
 					w = &sts[i];
 				} else if (strcmp(state, "skipped") == 0) {
 					nskip++;
+					free(lose_err);
+					lose_err = slot_error(&sts[i], n);
 				}
 				free(state);
 			}
 		kt_check(ndone == 1 && nskip == 1,
 			 "contested UID %s: one slot done, the other refused "
 			 "(%d done, %d refused)", cu, ndone, nskip);
-		if (w == NULL)
+		if (w == NULL) {
+			free(lose_err);
 			continue;
+		}
+		snprintf(held, sizeof(held), "is being provisioned at station %s ",
+			 w->id);
+		if (lose_err != NULL && strstr(lose_err, held) != NULL)
+			nheld++;
+		kt_check(lose_err != NULL &&
+				 (strstr(lose_err, held) != NULL ||
+				  strstr(lose_err, "already ACTIVE") != NULL),
+			 "contested UID %s: the refused slot names the holder %s "
+			 "or the UID as ACTIVE: '%s'", cu, w->id,
+			 lose_err != NULL ? lose_err : "(no slot)");
+		free(lose_err);
 		snprintf(sql, sizeof(sql),
 			 "SELECT station_id FROM sessions WHERE uid = '\\x%s'::bytea "
 			 "AND state = 'ACTIVE'", cu);
@@ -505,6 +536,8 @@ static void check_winners(void)
 			 PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "none");
 		PQclear(r);
 	}
+	printf("contested UIDs: %d refused as held by the other station, "
+	       "%d as already ACTIVE\n", nheld, NCONTESTED - nheld);
 	PQfinish(c);
 }
 
