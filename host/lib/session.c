@@ -1079,6 +1079,28 @@ static ks_reg_key_origin_t reg_origin(const ks_profile_t *p)
 						   : KS_REG_KEY_DEVICE;
 }
 
+/*
+ * The UID's unfinished session belongs to another station (the registry
+ * answered KS_ERR_BUSY): the board is left untouched -- no session here,
+ * nothing locked or scrapped -- and the slot says who holds it. A
+ * refusal, not a failure of the board.
+ */
+static fail_t held_elsewhere(run_t *r, const ks_reg_session_t *held)
+{
+	char when[32] = "?";
+	time_t t = (time_t)(held->started_ms / 1000);
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) != NULL)
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	reason(r, "UID %s is being provisioned at station %s since %s "
+		  "(session %lld); left untouched (station gone: kiln "
+		  "session release %lld)",
+	       r->res->uid_hex, held->station, when, (long long)held->id,
+	       (long long)held->id);
+	return fail_(KS_ERR_BUSY, KS_REG_FAILED);
+}
+
 /* Find a parked session or begin a new one. */
 static fail_t reserve(run_t *r)
 {
@@ -1109,6 +1131,12 @@ static fail_t reserve(run_t *r)
 		f = resume_from_board(r);
 		if (f.err == KS_OK)
 			progress(r, r->step, "resumed");
+		return f;
+	}
+	if (rc == KS_ERR_BUSY) {
+		fail_t f = held_elsewhere(r, &r->sess);
+
+		memset(&r->sess, 0, sizeof(r->sess));
 		return f;
 	}
 	if (rc != KS_ERR_NOTFOUND)
@@ -1152,10 +1180,20 @@ static fail_t reserve(run_t *r)
 		case KS_ERR_QUOTA:
 			reason(r, "lot %s has reached its quota", r->p->lot);
 			break;
-		case KS_ERR_BUSY:
+		case KS_ERR_BUSY: {
+			/* another station began a session for the UID first */
+			ks_reg_session_t held;
+
+			if (ks_reg_pending_session(r->e->reg, r->hello.uid,
+						   r->hello.uid_len,
+						   &held) == KS_ERR_BUSY) {
+				memset(&r->sess, 0, sizeof(r->sess));
+				return held_elsewhere(r, &held);
+			}
 			reason(r, "uid %s has another session in progress",
 			       r->res->uid_hex);
 			break;
+		}
 		case KS_ERR_NOTFOUND:
 			reason(r, "no lot named %s", r->p->lot);
 			break;
