@@ -396,6 +396,8 @@ static int append_row(ks_reg_t *reg, const ks_audit_ev_t *ev, int64_t *seq)
 	if (rc != KS_DB_DONE)
 		return ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
 				     "audit insert");
+	/* a COMMIT cut off by the connection is resolved by this row */
+	ks_db_set_commit_probe(reg->dbh, reg->station, row.seq, hash);
 	ks_reg_fault(reg, "audit:append");
 	/* The head is also kept apart so that a tail removed with the
 	 * triggers dropped shows (unless audit_heads is forged too). */

@@ -352,6 +352,18 @@ int ks_db_begin_read(ks_db_t *db)
 	return begin_tx(db, 0);
 }
 
+void ks_db_set_commit_probe(ks_db_t *db, const char *chain, int64_t chain_seq,
+			    const uint8_t row_hash[32])
+{
+	if (db == NULL || chain == NULL || row_hash == NULL ||
+	    strlen(chain) >= sizeof(db->probe_text))
+		return;
+	snprintf(db->probe_text, sizeof(db->probe_text), "%s", chain);
+	db->probe_int = chain_seq;
+	memcpy(db->probe_blob, row_hash, sizeof(db->probe_blob));
+	db->probe_set = 1;
+}
+
 int ks_db_commit(ks_db_t *db)
 {
 	int r;
@@ -362,6 +374,7 @@ int ks_db_commit(ks_db_t *db)
 		r = db->ops->exec(db, "COMMIT");
 	if (r == KS_DB_EOK || !db->ops->in_tx(db))
 		db->tx = 0;
+	db->probe_set = 0;
 	return note(db, r);
 }
 
@@ -370,6 +383,7 @@ void ks_db_rollback(ks_db_t *db)
 	if (db->ops->in_tx(db))
 		(void)db->ops->exec(db, "ROLLBACK");
 	db->tx = 0;
+	db->probe_set = 0;
 }
 
 int ks_db_in_tx(ks_db_t *db)

@@ -138,6 +138,17 @@ KS_DB_WUR int ks_db_begin_read(ks_db_t *db);
  * window, which the error message says ("outcome unknown").
  */
 KS_DB_WUR int ks_db_commit(ks_db_t *db);
+/**
+ * Name the row by which the open write transaction can be recognised once
+ * committed: an audit row (chain `chain`, place `chain_seq`, row hash
+ * `row_hash`). A COMMIT cut off by a lost connection is then resolved by
+ * looking for that row once the server is back, not by the transaction id
+ * alone: after a crash restart the server may hand a transaction id that
+ * never reached its WAL to a new transaction, whose commit txid_status
+ * would report. Cleared by COMMIT and ROLLBACK; no effect on SQLite.
+ */
+void ks_db_set_commit_probe(ks_db_t *db, const char *chain, int64_t chain_seq,
+			    const uint8_t row_hash[32]);
 /** Roll back the open transaction, if any. */
 void ks_db_rollback(ks_db_t *db);
 /** 1 when a transaction is open. */

@@ -702,7 +702,11 @@ static int p_begin_write(ks_db_t *db)
 	return r;
 }
 
-/* What became of transaction xid: 1 committed, 0 not, -1 unknown yet. */
+/*
+ * What became of transaction xid: 1 committed, 0 not, -1 unknown yet (in
+ * progress, or no answer), -2 the server refused the question (an id it
+ * has not handed out yet after a crash restart).
+ */
 static int xid_outcome(ks_db_t *db, const char *xid)
 {
 	const char *param[1] = {xid};
@@ -717,7 +721,33 @@ static int xid_outcome(ks_db_t *db, const char *xid)
 
 		r = strcmp(v, "committed") == 0 ? 1
 		    : strcmp(v, "in progress") == 0 ? -1 : 0;
+	} else if (PQresultStatus(res) == PGRES_FATAL_ERROR && p_connected(db)) {
+		r = -2;
 	}
+	PQclear(res);
+	return r;
+}
+
+/*
+ * Whether the audit row named by the commit probe is there: 1 yes, 0 no,
+ * -1 cannot tell (the connection failed again).
+ */
+static int probe_outcome(ks_db_t *db)
+{
+	char seq[24];
+	const char *param[3] = {db->probe_text, seq, (const char *)db->probe_blob};
+	const int len[3] = {0, 0, (int)sizeof(db->probe_blob)};
+	const int fmt[3] = {0, 0, 1};
+	PGresult *res;
+	int r = -1;
+
+	snprintf(seq, sizeof(seq), "%lld", (long long)db->probe_int);
+	res = PQexecParams(C(db)->conn,
+			   "SELECT count(*) FROM audit WHERE chain = $1 AND "
+			   "chain_seq = $2::bigint AND row_hash = $3::bytea",
+			   3, NULL, param, len, fmt, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		r = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
 	PQclear(res);
 	return r;
 }
@@ -740,6 +770,12 @@ static int p_commit(ks_db_t *db)
 		if (ks_db_reconnect_wait(db) != KS_DB_EOK)
 			break;
 		outcome = xid_outcome(db, xid);
+		/* "committed" may be another transaction's that was given
+		 * the same id after a crash restart: the row it wrote says */
+		if ((outcome == 1 || outcome == -2) && db->probe_set)
+			outcome = probe_outcome(db);
+		else if (outcome == -2)
+			outcome = -1;
 		if (outcome < 0 && p_connected(db)) {
 			/* its old server process has not noticed yet */
 			struct timespec ts = {0, 100000000L};

@@ -74,6 +74,11 @@ struct ks_db {
 	int last_err;                 /* last negative result */
 	int readonly;                 /* opened with ks_db_open_readonly */
 	unsigned timeout_ms;          /* reconnect window (PostgreSQL) */
+	/* commit probe of the open write transaction (ks_db_set_commit_probe) */
+	char probe_text[128];
+	int64_t probe_int;
+	uint8_t probe_blob[32];
+	int probe_set;
 	pthread_mutex_t health_mu;    /* guards health (read by any thread) */
 	ks_db_health_t health;
 };
