@@ -26,6 +26,7 @@ static const struct {
 	{"lots", kc_cmd_lots, "list lots with their counts"},
 	{"audit", kc_cmd_audit, "verify the registry and its audit chain, export it, lot manifests"},
 	{"rma", kc_cmd_rma, "retire a returned/rejected board: SCRAPPED, certificate voided (audited)"},
+	{"session", kc_cmd_session, "release the unfinished session of a station that died (audited)"},
 	{"ca", kc_cmd_ca, "development CA (in a file or a PKCS#11 token), release gate check (offline)"},
 	{"image", kc_cmd_image, "sign, verify and show firmware images for the secure boot (offline)"},
 	{"registry", kc_cmd_registry, "move a station's SQLite registry into PostgreSQL (migrate, offline)"},

@@ -99,6 +99,7 @@ int kc_cmd_ca(kc_global_t *g, int argc, char **argv);
 int kc_cmd_image(kc_global_t *g, int argc, char **argv);
 int kc_cmd_rma(kc_global_t *g, int argc, char **argv);
 int kc_cmd_registry(kc_global_t *g, int argc, char **argv);
+int kc_cmd_session(kc_global_t *g, int argc, char **argv);
 
 /**
  * Follow the daemon's status every 0.5 s: a live table (table) or

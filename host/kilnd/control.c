@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -633,6 +634,69 @@ static json_t *cmd_rma(kd_daemon_t *d, json_t *req, const char *actor)
 	return rsp;
 }
 
+/*
+ * Release an unfinished session (docs/operations.md, "A station died
+ * mid-session"): the registry ends it as FAILED, voids a certificate it
+ * had issued and records who did it and why, whichever station opened it.
+ * Refused while a slot of this station is provisioning the session's UID.
+ */
+static json_t *cmd_session_release(kd_daemon_t *d, json_t *req,
+				   const char *actor)
+{
+	json_t *jid = json_object_get(req, "id");
+	const char *why = opt_str(req, "reason");
+	char hex[2 * KS_REG_UID_MAX + 1], msg[256];
+	ks_reg_session_t sess;
+	bool live = false;
+	json_t *rsp;
+	int64_t id;
+	int r;
+
+	if (!json_is_integer(jid) || json_integer_value(jid) < 1)
+		return fail(KS_ERR_ARG, "session.release needs \"id\" (a session id)");
+	if (why == NULL || why[0] == '\0' || strlen(why) > 200)
+		return fail(KS_ERR_ARG, "session.release needs a \"reason\" (1..200 characters)");
+	id = (int64_t)json_integer_value(jid);
+	r = ks_reg_session_get(d->reg, id, &sess);
+	if (r == KS_ERR_NOTFOUND)
+		return fail(KS_ERR_NOTFOUND, "no session with that id");
+	if (r != KS_OK)
+		return fail((ks_err_t)r, "cannot read the session");
+	hexs(sess.uid, sess.uid_len, hex);
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->nslots; i++)
+		if (d->slots[i].state == KD_SLOT_PROVISIONING &&
+		    strcasecmp(d->slots[i].uid, hex) == 0)
+			live = true;
+	pthread_mutex_unlock(&d->lock);
+	if (live) {
+		snprintf(msg, sizeof(msg),
+			 "session %lld (UID %s) is running on a slot of this "
+			 "station; let it end or stop the batch first",
+			 (long long)id, hex);
+		return fail(KS_ERR_BUSY, msg);
+	}
+	r = ks_reg_session_release(d->reg, id, why, actor);
+	if (r == KS_ERR_STATE) {
+		snprintf(msg, sizeof(msg), "session %lld has already ended (%s)",
+			 (long long)id, ks_reg_state_name((int)sess.state));
+		return fail(KS_ERR_STATE, msg);
+	}
+	if (r != KS_OK)
+		return fail((ks_err_t)r, "cannot release the session");
+	ks_log_warn("session %lld (UID %s, station %s, %s at %s) released by %s: %s",
+		    (long long)id, hex, sess.station, sess.serial,
+		    ks_reg_state_name((int)sess.state), actor, why);
+	rsp = ok();
+	json_object_set_new(rsp, "id", json_integer((json_int_t)id));
+	json_object_set_new(rsp, "uid", json_string(hex));
+	json_object_set_new(rsp, "serial", json_string(sess.serial));
+	json_object_set_new(rsp, "station", json_string(sess.station));
+	json_object_set_new(rsp, "was", json_string(ks_reg_state_name((int)sess.state)));
+	json_object_set_new(rsp, "state", json_string("FAILED"));
+	return rsp;
+}
+
 typedef json_t *(*cmd_fn)(kd_daemon_t *d, json_t *req, const char *actor);
 
 static const struct {
@@ -648,6 +712,7 @@ static const struct {
 	{"lots", cmd_lots},
 	{"audit.export", cmd_audit_export},
 	{"rma", cmd_rma},
+	{"session.release", cmd_session_release},
 	{"shutdown", cmd_shutdown},
 };
 

@@ -621,13 +621,75 @@ static int provisioning_slot(line_station_t *s)
 	return found;
 }
 
+/*
+ * The killed station's session on `slot`, released by an operator at
+ * another station (`kiln session release`) as if the station were gone for
+ * good: FAILED with the release recorded; released again it is refused.
+ * Returns the UID of the released session ("" if none was found).
+ */
+static const char *release_dead_session(line_station_t *dead, int slot)
+{
+	static char uid[65];
+	PGconn *c = db_connect();
+	char sql[512], id[32];
+	long long sid;
+	int rc;
+
+	uid[0] = '\0';
+	if (c == NULL || slot <= 0)
+		goto out;
+	snprintf(sql, sizeof(sql),
+		 "SELECT coalesce(max(id), -1) FROM sessions WHERE station_id = "
+		 "'%s' AND uid = '\\x%s'::bytea AND ended_ms IS NULL",
+		 dead->id, dead->uid[slot]);
+	sid = db_count(c, sql);
+	if (sid <= 0) {
+		/* its session had ended before the kill: nothing to release */
+		printf("%s slot%d: no unfinished session to release\n", dead->id,
+		       slot);
+		goto out;
+	}
+	snprintf(id, sizeof(id), "%lld", sid);
+	rc = kt_kiln(&sts[0].kt, out, sizeof(out), "session", "release", id,
+		     NULL);
+	kt_check(rc == 2, "kiln session release without --reason is a usage "
+			  "error (rc %d)", rc);
+	rc = kt_kiln(&sts[0].kt, out, sizeof(out), "session", "release", id,
+		     "--reason", "station died in the test", NULL);
+	kt_check(rc == 0 && strstr(out, "FAILED (released)") != NULL &&
+			 strstr(out, dead->id) != NULL,
+		 "kiln session release %s at %s ends %s's session (rc %d): %s",
+		 id, sts[0].id, dead->id, rc, out);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM sessions WHERE id = %lld AND state = "
+		 "'FAILED' AND ended_ms IS NOT NULL", sid);
+	kt_check(db_count(c, sql) == 1, "session %s is FAILED in the registry",
+		 id);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM audit WHERE station_id = '%s' AND "
+		 "type = 'FAILED' AND session_id = %lld AND details LIKE "
+		 "'%%\"released\":true%%'", sts[0].id, sid);
+	kt_check(db_count(c, sql) == 1, "the release is audited by %s",
+		 sts[0].id);
+	rc = kt_kiln(&sts[0].kt, out, sizeof(out), "session", "release", id,
+		     "--reason", "again", NULL);
+	kt_check(rc == 1 && strstr(out, "already ended") != NULL,
+		 "releasing it again is refused (rc %d): %s", rc, out);
+	snprintf(uid, sizeof(uid), "%s", dead->uid[slot]);
+out:
+	PQfinish(c);
+	return uid;
+}
+
 static void test_outage(void)
 {
 	/* never the contested slots at the end */
 	int nrep = nboards / 2 < NREPLACE_MAX ? nboards / 2 : NREPLACE_MAX;
 	line_station_t *victim = &sts[2];
 	long long t0 = now_ms(), deadline;
+	long long expect = (long long)(NST * nboards - NCONTESTED + NST * nrep);
 	int unsettled, replugged = 0, slot = -1, rc;
+	const char *released;
 
 	/* fresh boards on slots 1..nrep of every station */
 	for (int i = 0; i < NST; i++)
@@ -669,6 +731,7 @@ static void test_outage(void)
 		victim->kt.pid = 0;
 	}
 	msleep(500);
+	released = release_dead_session(victim, slot);
 	if (station_start(victim) != 0 || batch_start(victim) != 0)
 		return;
 
@@ -677,8 +740,21 @@ static void test_outage(void)
 		 "after the outage and the station kill: every board ACTIVE or "
 		 "refused (%d unsettled, %d re-plugged) in %lld ms",
 		 unsettled, replugged, now_ms() - t0);
-	check_invariants("after the outage",
-			 (long long)(NST * nboards - NCONTESTED + NST * nrep));
+	/* the released session's board is provisioned afresh, unless it
+	 * already held the identity the registry never recorded ACTIVE (it
+	 * is then refused and set aside) */
+	if (released[0] != '\0') {
+		PGconn *c = db_connect();
+		char sql[256];
+
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM devices WHERE state = 'ACTIVE' "
+			 "AND uid = '\\x%s'::bytea", released);
+		if (c != NULL && db_count(c, sql) == 0)
+			expect--;
+		PQfinish(c);
+	}
+	check_invariants("after the outage", expect);
 }
 
 int main(int argc, char **argv)
