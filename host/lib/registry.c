@@ -24,6 +24,7 @@
 #include "db/migrations.h"
 #include "host/lib/audit.h"
 #include "host/lib/err.h"
+#include "host/lib/hostkey.h"
 #include "host/lib/log.h"
 #include "host/lib/registry_priv.h"
 
@@ -2138,50 +2139,205 @@ static int asn1_time_unix(const ASN1_TIME *t, int64_t *out)
 	return KS_OK;
 }
 
-static int cert_facts(const uint8_t *der, size_t der_len, cert_facts_t *f)
+/* One DER element: its first byte at `start`, content [p, p + len). */
+typedef struct {
+	unsigned tag;
+	const uint8_t *start;
+	const uint8_t *p;
+	size_t len;
+} der_el_t;
+
+/*
+ * Read the DER element at *cur (below end) into el and advance *cur past
+ * it. Single-byte tags, definite minimal lengths of at most 4 bytes only.
+ * Returns 1, or 0 when the bytes are not such an element.
+ */
+static int der_next(const uint8_t **cur, const uint8_t *end, der_el_t *el)
 {
-	const unsigned char *p = der;
-	X509 *x = NULL;
-	BIGNUM *bn = NULL;
-	char *hex = NULL;
+	const uint8_t *c = *cur;
+	size_t len, nb;
+
+	if (c >= end || end - c < 2 || (c[0] & 0x1f) == 0x1f)
+		return 0;
+	el->start = c;
+	el->tag = c[0];
+	c++;
+	if (c[0] < 0x80) {
+		len = c[0];
+		c++;
+	} else {
+		nb = c[0] & 0x7fu;
+		c++;
+		if (nb == 0 || nb > 4 || (size_t)(end - c) < nb || c[0] == 0)
+			return 0;
+		len = 0;
+		for (size_t i = 0; i < nb; i++)
+			len = (len << 8) | c[i];
+		c += nb;
+		if (len < 0x80)
+			return 0; /* not the shortest length form */
+	}
+	if (len > (size_t)(end - c))
+		return 0;
+	el->p = c;
+	el->len = len;
+	*cur = c + len;
+	return 1;
+}
+
+/* Next element of [*cur, end), which must carry tag `tag`. */
+static int der_expect(const uint8_t **cur, const uint8_t *end, unsigned tag,
+		      der_el_t *el)
+{
+	return der_next(cur, end, el) && el->tag == tag;
+}
+
+/* Lowercase hex of a positive DER INTEGER, as BN_bn2hex (leading zero
+ * bytes dropped, "0" for zero). Negative or non-minimal: 0. */
+static int der_serial_hex(const der_el_t *el, char *out, size_t cap)
+{
+	static const char hx[] = "0123456789abcdef";
+	const uint8_t *c = el->p;
+	size_t n = el->len, o = 0;
+
+	if (n == 0 || (c[0] & 0x80) != 0)
+		return 0;
+	if (n > 1 && c[0] == 0 && (c[1] & 0x80) == 0)
+		return 0;
+	while (n > 0 && c[0] == 0) {
+		c++;
+		n--;
+	}
+	if (n == 0) {
+		if (cap < 2)
+			return 0;
+		out[o++] = '0';
+	}
+	if (n > (cap - 1) / 2)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		out[o++] = hx[c[i] >> 4];
+		out[o++] = hx[c[i] & 0x0f];
+	}
+	out[o] = '\0';
+	return 1;
+}
+
+/* Time (UTCTime or GeneralizedTime) element as Unix seconds. */
+static int der_time_unix(const der_el_t *el, int64_t *out)
+{
+	const unsigned char *p = el->start;
+	ASN1_TIME *t = NULL;
+	int r = KS_ERR_VERIFY;
+
+	if (el->tag != V_ASN1_UTCTIME && el->tag != V_ASN1_GENERALIZEDTIME)
+		goto out;
+	t = d2i_ASN1_TIME(NULL, &p, (long)(el->p + el->len - el->start));
+	if (t == NULL || p != el->p + el->len)
+		goto out;
+	r = asn1_time_unix(t, out);
+out:
+	ASN1_TIME_free(t);
+	return r;
+}
+
+/* RFC 2253 text of a DER Name element, as X509_NAME_print_ex prints it. */
+static int der_name_text(const der_el_t *el, char *out, size_t cap)
+{
+	const unsigned char *p = el->start;
+	X509_NAME *name = NULL;
 	BIO *bio = NULL;
 	int r = KS_ERR_VERIFY;
 	int n;
 
-	memset(f, 0, sizeof(*f));
-	if (der_len > (size_t)INT32_MAX)
-		goto out;
-	x = d2i_X509(NULL, &p, (long)der_len);
-	if (x == NULL || p != der + der_len)
-		goto out;
-	bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-	hex = bn ? BN_bn2hex(bn) : NULL;
-	if (hex == NULL || strlen(hex) >= sizeof(f->serial_hex))
-		goto out;
-	/* one canonical form everywhere: lowercase, as the signer reports */
-	for (size_t i = 0; hex[i] != '\0'; i++)
-		f->serial_hex[i] = (char)tolower((unsigned char)hex[i]);
-	if (ks_audit_pubkey_sha256(X509_get0_pubkey(x), f->pubkey_sha256) !=
-	    KS_OK)
-		goto out;
-	SHA256(der, der_len, f->der_sha256);
-	if (asn1_time_unix(X509_get0_notBefore(x), &f->not_before) != KS_OK ||
-	    asn1_time_unix(X509_get0_notAfter(x), &f->not_after) != KS_OK)
+	name = d2i_X509_NAME(NULL, &p, (long)(el->p + el->len - el->start));
+	if (name == NULL || p != el->p + el->len)
 		goto out;
 	bio = BIO_new(BIO_s_mem());
 	if (bio == NULL ||
-	    X509_NAME_print_ex(bio, X509_get_subject_name(x), 0,
-			       XN_FLAG_RFC2253) < 0)
+	    X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) < 0)
 		goto out;
-	n = BIO_read(bio, f->subject, (int)sizeof(f->subject) - 1);
-	f->subject[n > 0 ? n : 0] = '\0';
+	n = BIO_read(bio, out, (int)cap - 1);
+	out[n > 0 ? n : 0] = '\0';
 	r = KS_OK;
 out:
 	BIO_free(bio);
-	OPENSSL_free(hex);
-	BN_free(bn);
-	X509_free(x);
+	X509_NAME_free(name);
 	return r;
+}
+
+/*
+ * The facts the registry records, read from the certificate's DER by a
+ * walk of its structure (cursor + end, every length bounded by its
+ * parent) instead of d2i_X509: that decodes the SubjectPublicKeyInfo
+ * through the provider decoder and was a third of bulk issuance's CPU.
+ * The whole Certificate must be exactly one well-formed DER SEQUENCE of
+ * tbsCertificate, signatureAlgorithm and signature; the TBS fields are
+ * checked in order. The key must be a canonical P-256 SPKI (the form the
+ * signer writes), so the SHA-256 of its bytes is the same fingerprint
+ * ks_audit_pubkey_sha256() gives for the decoded key (what audit verify
+ * recomputes); the caller compares it with the session's key, which was
+ * validated when it was recorded.
+ */
+static int cert_facts(const uint8_t *der, size_t der_len, cert_facts_t *f)
+{
+	const uint8_t *c = der, *end = der + der_len, *tend, *vend;
+	der_el_t cert, tbs, el, sig, spki;
+	uint8_t pt[KS_P256_POINT_LEN];
+	unsigned last = 0;
+
+	memset(f, 0, sizeof(*f));
+	if (der_len > (size_t)INT32_MAX || !der_expect(&c, end, 0x30, &cert) ||
+	    c != end)
+		return KS_ERR_VERIFY;
+	c = cert.p;
+	end = cert.p + cert.len;
+	if (!der_expect(&c, end, 0x30, &tbs) ||
+	    !der_expect(&c, end, 0x30, &el) ||
+	    !der_expect(&c, end, V_ASN1_BIT_STRING, &sig) || c != end)
+		return KS_ERR_VERIFY;
+	c = tbs.p;
+	tend = tbs.p + tbs.len;
+	if (!der_next(&c, tend, &el))
+		return KS_ERR_VERIFY;
+	if (el.tag == 0xa0 && !der_next(&c, tend, &el)) /* [0] version */
+		return KS_ERR_VERIFY;
+	if (el.tag != V_ASN1_INTEGER ||
+	    !der_serial_hex(&el, f->serial_hex, sizeof(f->serial_hex)))
+		return KS_ERR_VERIFY;
+	if (!der_expect(&c, tend, 0x30, &el) || /* signature algorithm */
+	    !der_expect(&c, tend, 0x30, &el) || /* issuer */
+	    !der_expect(&c, tend, 0x30, &el))   /* validity */
+		return KS_ERR_VERIFY;
+	vend = el.p + el.len;
+	{
+		const uint8_t *v = el.p;
+		der_el_t t;
+
+		if (!der_next(&v, vend, &t) ||
+		    der_time_unix(&t, &f->not_before) != KS_OK ||
+		    !der_next(&v, vend, &t) ||
+		    der_time_unix(&t, &f->not_after) != KS_OK || v != vend)
+			return KS_ERR_VERIFY;
+	}
+	if (!der_expect(&c, tend, 0x30, &el) ||
+	    der_name_text(&el, f->subject, sizeof(f->subject)) != KS_OK ||
+	    !der_expect(&c, tend, 0x30, &spki) ||
+	    !ks_pubkey_spki_point(spki.start,
+				  (size_t)(spki.p + spki.len - spki.start), pt))
+		return KS_ERR_VERIFY;
+	/* issuerUniqueID [1], subjectUniqueID [2], extensions [3], in order */
+	while (c != tend) {
+		if (!der_next(&c, tend, &el) ||
+		    (el.tag != 0x81 && el.tag != 0x82 && el.tag != 0xa3) ||
+		    el.tag <= last)
+			return KS_ERR_VERIFY;
+		last = el.tag;
+	}
+	SHA256(spki.start, (size_t)(spki.p + spki.len - spki.start),
+	       f->pubkey_sha256);
+	SHA256(der, der_len, f->der_sha256);
+	return KS_OK;
 }
 
 typedef struct {
