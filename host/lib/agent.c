@@ -11,11 +11,11 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/param_build.h>
 #include <openssl/x509.h>
 
 #include "host/lib/agent.h"
 #include "host/lib/channel.h"
+#include "host/lib/hostkey.h"
 #include "host/lib/log.h"
 #include "protocol/frame.h"
 #include "protocol/seal.h"
@@ -1005,45 +1005,6 @@ out:
 	return r;
 }
 
-/* EVP_PKEY for an uncompressed P-256 point; the point is checked. */
-static EVP_PKEY *pkey_from_point(const uint8_t pub[KS_PUBKEY_LEN])
-{
-	OSSL_PARAM_BLD *bld = NULL;
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *pkey = NULL;
-
-	if (pub[0] != 0x04)
-		goto out;
-	bld = OSSL_PARAM_BLD_new();
-	if (bld == NULL ||
-	    OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-					    "prime256v1", 0) != 1 ||
-	    OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
-					     pub, KS_PUBKEY_LEN) != 1)
-		goto out;
-	params = OSSL_PARAM_BLD_to_param(bld);
-	ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-	if (params == NULL || ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-		EVP_PKEY_free(pkey);
-		pkey = NULL;
-		goto out;
-	}
-	EVP_PKEY_CTX_free(ctx);
-	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
-	if (ctx == NULL || EVP_PKEY_public_check(ctx) != 1) {
-		EVP_PKEY_free(pkey);
-		pkey = NULL;
-	}
-out:
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(params);
-	OSSL_PARAM_BLD_free(bld);
-	ERR_clear_error();
-	return pkey;
-}
-
 /*
  * True when OpenSSL's error queue records a failed allocation: a check
  * that failed for that reason says nothing about the board, so callers
@@ -1067,11 +1028,14 @@ static ks_err_t verify_signed(const uint8_t pubkey[KS_PUBKEY_LEN],
 {
 	EVP_PKEY *pkey = NULL;
 	EVP_MD_CTX *md = NULL;
-	ks_err_t r = KS_ERR_VERIFY;
+	ks_err_t r;
 
-	pkey = pkey_from_point(pubkey);
-	if (pkey == NULL)
+	/* Point validated with the cached group (on-curve; P-256 has
+	 * cofactor 1, so that is the full public-key check). */
+	r = ks_pubkey_from_point(pubkey, &pkey);
+	if (r != KS_OK)
 		goto out;
+	r = KS_ERR_VERIFY;
 	md = EVP_MD_CTX_new();
 	if (md == NULL) {
 		r = KS_ERR_NOMEM;
@@ -1128,8 +1092,8 @@ ks_err_t ks_csr_verify(const uint8_t *csr, size_t csr_len,
 {
 	const unsigned char *p = csr;
 	X509_REQ *req = NULL;
-	EVP_PKEY *want = NULL;
 	EVP_PKEY *got;
+	uint8_t pt[KS_P256_POINT_LEN];
 	char group[64];
 	size_t glen = 0;
 	ks_err_t r = KS_ERR_ARG;
@@ -1156,8 +1120,10 @@ ks_err_t ks_csr_verify(const uint8_t *csr, size_t csr_len,
 		ks_log_warn("CSR signature (proof of possession) invalid");
 		goto out;
 	}
-	want = pkey_from_point(pubkey);
-	if (want == NULL || EVP_PKEY_eq(want, got) != 1) {
+	/* The decoder put the CSR's point on the curve; the key GENKEY
+	 * reported must be that point (no second EVP_PKEY). */
+	if (ks_pubkey_point(got, pt) != KS_OK ||
+	    memcmp(pt, pubkey, KS_PUBKEY_LEN) != 0) {
 		ks_log_warn("CSR key differs from the key GENKEY reported");
 		goto out;
 	}
@@ -1165,7 +1131,6 @@ ks_err_t ks_csr_verify(const uint8_t *csr, size_t csr_len,
 out:
 	if (r == KS_ERR_VERIFY && ossl_out_of_memory())
 		r = KS_ERR_NOMEM;
-	EVP_PKEY_free(want);
 	X509_REQ_free(req);
 	ERR_clear_error();
 	return r;
