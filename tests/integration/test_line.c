@@ -622,33 +622,35 @@ static int provisioning_slot(line_station_t *s)
 }
 
 /*
- * The killed station's session on `slot`, released by an operator at
- * another station (`kiln session release`) as if the station were gone for
- * good: FAILED with the release recorded; released again it is refused.
- * Returns the UID of the released session ("" if none was found).
+ * An unfinished session of the killed station (the latest one), released
+ * by an operator at another station (`kiln session release`) as if the
+ * station were gone for good: FAILED with the release recorded; released
+ * again it is refused. Returns the UID of the released session ("" if the
+ * station had none).
  */
-static const char *release_dead_session(line_station_t *dead, int slot)
+static const char *release_dead_session(line_station_t *dead)
 {
 	static char uid[65];
 	PGconn *c = db_connect();
 	char sql[512], id[32];
-	long long sid;
+	PGresult *res = NULL;
+	long long sid = -1;
 	int rc;
 
 	uid[0] = '\0';
-	if (c == NULL || slot <= 0)
+	if (c == NULL)
 		goto out;
 	snprintf(sql, sizeof(sql),
-		 "SELECT coalesce(max(id), -1) FROM sessions WHERE station_id = "
-		 "'%s' AND uid = '\\x%s'::bytea AND ended_ms IS NULL",
-		 dead->id, dead->uid[slot]);
-	sid = db_count(c, sql);
-	if (sid <= 0) {
-		/* its session had ended before the kill: nothing to release */
-		printf("%s slot%d: no unfinished session to release\n", dead->id,
-		       slot);
+		 "SELECT id, encode(uid, 'hex') FROM sessions WHERE station_id "
+		 "= '%s' AND ended_ms IS NULL ORDER BY id DESC LIMIT 1",
+		 dead->id);
+	res = PQexec(c, sql);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		sid = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	kt_check(sid > 0, "%s left an unfinished session when it was killed",
+		 dead->id);
+	if (sid <= 0)
 		goto out;
-	}
 	snprintf(id, sizeof(id), "%lld", sid);
 	rc = kt_kiln(&sts[0].kt, out, sizeof(out), "session", "release", id,
 		     NULL);
@@ -675,8 +677,9 @@ static const char *release_dead_session(line_station_t *dead, int slot)
 		     "--reason", "again", NULL);
 	kt_check(rc == 1 && strstr(out, "already ended") != NULL,
 		 "releasing it again is refused (rc %d): %s", rc, out);
-	snprintf(uid, sizeof(uid), "%s", dead->uid[slot]);
+	snprintf(uid, sizeof(uid), "%.64s", PQgetvalue(res, 0, 1));
 out:
+	PQclear(res);
 	PQfinish(c);
 	return uid;
 }
@@ -731,7 +734,7 @@ static void test_outage(void)
 		victim->kt.pid = 0;
 	}
 	msleep(500);
-	released = release_dead_session(victim, slot);
+	released = release_dead_session(victim);
 	if (station_start(victim) != 0 || batch_start(victim) != 0)
 		return;
 
