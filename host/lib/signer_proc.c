@@ -47,13 +47,14 @@ typedef struct {
 	uint32_t magic;
 	uint32_t type;
 	uint32_t idx; /* SP_CHAIN: certificate index */
-	uint32_t reserved;
+	uint32_t id;  /* request id, echoed in the answer */
 	ks_issue_req_t req; /* SP_ISSUE */
 } sp_req_t;
 
 typedef struct {
 	uint32_t magic;
 	uint32_t type;
+	uint32_t id;     /* the request's id */
 	uint32_t status; /* ks_err_t */
 	uint32_t count;  /* SP_HELLO: chain length */
 	char reason[SP_REASON_MAX];
@@ -337,6 +338,7 @@ ks_err_t ks_signer_serve(ks_signer_t **signer, int fd,
 		memset(rs, 0, sizeof(*rs));
 		rs->magic = SP_MAGIC;
 		rs->type = rq->type;
+		rs->id = rq->id;
 		if ((size_t)n != sizeof(*rq) || rq->magic != SP_MAGIC) {
 			ks_log_error("malformed signer request (%zd bytes)", n);
 			rs->status = KS_ERR_PROTO;
@@ -394,33 +396,50 @@ out:
 
 /* ---- client ------------------------------------------------------------ */
 
-/* One round trip; rs->status holds the server's verdict. */
-static ks_err_t round_trip(int fd, const sp_req_t *rq, sp_resp_t *rs)
+/*
+ * One round trip; rs->status holds the server's verdict. Each request
+ * carries a fresh id that the answer echoes: an answer that arrives after
+ * its request timed out (a signer waiting for its database longer than
+ * SP_TIMEOUT_MS) is recognised as stale and dropped, never taken as the
+ * answer to the next request.
+ */
+static ks_err_t round_trip(int fd, sp_req_t *rq, sp_resp_t *rs)
 {
+	static _Atomic uint32_t next_id = 1;
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	ssize_t n;
 	int pr;
 
+	rq->id = next_id++;
 	if (send_all(fd, rq, sizeof(*rq)) != 0) {
 		ks_log_error("signer process: send failed: %s", strerror(errno));
 		return KS_ERR_CLOSED;
 	}
-	do {
-		pr = poll(&pfd, 1, SP_TIMEOUT_MS);
-	} while (pr < 0 && errno == EINTR);
-	if (pr == 0) {
-		ks_log_error("signer process did not answer");
-		return KS_ERR_TIMEOUT;
+	for (;;) {
+		do {
+			pr = poll(&pfd, 1, SP_TIMEOUT_MS);
+		} while (pr < 0 && errno == EINTR);
+		if (pr == 0) {
+			ks_log_error("signer process did not answer");
+			return KS_ERR_TIMEOUT;
+		}
+		do {
+			n = recv(fd, rs, sizeof(*rs), MSG_TRUNC);
+		} while (n < 0 && errno == EINTR);
+		if (n == 0) {
+			ks_log_error("signer process is gone");
+			return KS_ERR_CLOSED;
+		}
+		if (n != (ssize_t)sizeof(*rs) || rs->magic != SP_MAGIC) {
+			ks_log_error("malformed answer from the signer process");
+			return KS_ERR_PROTO;
+		}
+		if (rs->id == rq->id)
+			break;
+		ks_log_warn("signer process: dropped a late answer "
+			    "(request %u, waiting for %u)", rs->id, rq->id);
 	}
-	do {
-		n = recv(fd, rs, sizeof(*rs), MSG_TRUNC);
-	} while (n < 0 && errno == EINTR);
-	if (n == 0) {
-		ks_log_error("signer process is gone");
-		return KS_ERR_CLOSED;
-	}
-	if (n != (ssize_t)sizeof(*rs) || rs->magic != SP_MAGIC ||
-	    rs->type != rq->type) {
+	if (rs->type != rq->type) {
 		ks_log_error("malformed answer from the signer process");
 		return KS_ERR_PROTO;
 	}
