@@ -245,6 +245,13 @@ static int audit_head(ks_reg_t *reg, int64_t *seq, uint8_t hash[32],
 	int rc;
 	int r = KS_OK;
 
+	if (reg->tx_open && reg->head_valid) {
+		*seq = reg->head_seq;
+		if (cp_seq != NULL)
+			*cp_seq = reg->head_cp;
+		memcpy(hash, reg->head_hash, 32);
+		return KS_OK;
+	}
 	*seq = 0;
 	if (cp_seq != NULL)
 		*cp_seq = 0;
@@ -257,10 +264,10 @@ static int audit_head(ks_reg_t *reg, int64_t *seq, uint8_t hash[32],
 		return ks_reg_db_err(reg, rc, "audit head");
 	ks_db_bind_text(st, 1, reg->station);
 	rc = ks_db_step(st);
+	reg->head_cp = 0;
 	if (rc == KS_DB_ROW) {
 		*seq = ks_db_col_int64(st, 0);
-		if (cp_seq != NULL)
-			*cp_seq = ks_db_col_int64(st, 2);
+		reg->head_cp = ks_db_col_int64(st, 2);
 		if (ks_db_col_bytes(st, 1) == 32)
 			memcpy(hash, ks_db_col_blob(st, 1), 32);
 		else
@@ -269,6 +276,14 @@ static int audit_head(ks_reg_t *reg, int64_t *seq, uint8_t hash[32],
 		r = ks_reg_db_err(reg, rc, "audit head");
 	}
 	ks_db_finish(&st);
+	if (cp_seq != NULL)
+		*cp_seq = reg->head_cp;
+	/* kept for the rest of this write transaction (registry_priv.h) */
+	reg->head_valid = r == KS_OK && reg->tx_open;
+	if (reg->head_valid) {
+		reg->head_seq = *seq;
+		memcpy(reg->head_hash, hash, 32);
+	}
 	return r;
 }
 
@@ -337,6 +352,22 @@ static int head_put(ks_reg_t *reg, int64_t seq, const uint8_t hash[32],
 	"VALUES(?1, ?2, ?13, ?2) ON CONFLICT(chain) DO UPDATE SET seq = "   \
 	"excluded.seq, row_hash = excluded.row_hash, checkpoint_seq = "     \
 	"excluded.checkpoint_seq"
+
+/* After an append: the cached head follows the new row, or is dropped
+ * when the append failed (the caller rolls back). */
+static int head_moved(ks_reg_t *reg, int r, int64_t seq,
+		      const uint8_t hash[32], int checkpoint)
+{
+	if (r != KS_OK || !reg->head_valid) {
+		reg->head_valid = 0;
+		return r;
+	}
+	reg->head_seq = seq;
+	memcpy(reg->head_hash, hash, 32);
+	if (checkpoint)
+		reg->head_cp = seq;
+	return r;
+}
 
 static int append_row(ks_reg_t *reg, const ks_audit_ev_t *ev, int64_t *seq)
 {
@@ -418,16 +449,21 @@ static int append_row(ks_reg_t *reg, const ks_audit_ev_t *ev, int64_t *seq)
 		rc = ks_db_step(st);
 	ks_db_finish(&st);
 	if (rc != KS_DB_DONE)
-		return ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
-				     "audit insert");
+		return head_moved(reg,
+				  ks_reg_db_err(reg, ks_db_last_err(reg->dbh),
+						"audit insert"),
+				  0, hash, 0);
 	/* a COMMIT cut off by the connection is resolved by this row */
 	ks_db_set_commit_probe(reg->dbh, reg->station, row.seq, hash);
 	ks_reg_fault(reg, "audit:append");
 	/* The head is also kept apart so that a tail removed with the
 	 * triggers dropped shows (unless audit_heads is forged too). */
-	if (pg)
-		return KS_OK; /* moved by the INSERT's statement */
-	return head_put(reg, row.seq, hash, ev->type == KS_REG_EV_CHECKPOINT);
+	/* PostgreSQL: moved by the INSERT's statement */
+	r = pg ? KS_OK
+	       : head_put(reg, row.seq, hash,
+			  ev->type == KS_REG_EV_CHECKPOINT);
+	return head_moved(reg, r, row.seq, hash,
+			  ev->type == KS_REG_EV_CHECKPOINT);
 }
 
 /* Base64 of a public key's DER SubjectPublicKeyInfo; malloc'ed. */

@@ -198,6 +198,8 @@ int ks_reg_tx_begin(ks_reg_t *reg)
 	}
 	if (rc != KS_DB_EOK)
 		return ks_reg_db_err(reg, rc, "BEGIN IMMEDIATE");
+	reg->tx_open = 1;
+	reg->head_valid = 0; /* another writer may have appended since */
 	return KS_OK;
 }
 
@@ -233,6 +235,8 @@ int ks_reg_tx_commit(ks_reg_t *reg)
 		ks_reg_tx_rollback(reg);
 		return r;
 	}
+	reg->tx_open = 0;
+	reg->head_valid = 0;
 	leases_committed(reg);
 	leases_refill(reg);
 	return KS_OK;
@@ -241,6 +245,7 @@ int ks_reg_tx_commit(ks_reg_t *reg)
 void ks_reg_tx_rollback(ks_reg_t *reg)
 {
 	leases_forget_tentative(reg);
+	reg->head_valid = 0; /* the rolled-back rows may have moved it */
 	if (reg->group) {
 		/* undo this step only; the group's earlier steps stay */
 		if (reg->sp_open)
@@ -248,6 +253,7 @@ void ks_reg_tx_rollback(ks_reg_t *reg)
 		reg->sp_open = 0;
 		return;
 	}
+	reg->tx_open = 0;
 	ks_db_rollback(reg->dbh);
 }
 

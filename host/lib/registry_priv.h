@@ -46,6 +46,15 @@ struct ks_reg {
 	 * each step runs in a SAVEPOINT (`sp_open`) released into it. */
 	int group;
 	int sp_open;
+	/* This station's audit head as read by the open write transaction
+	 * (`tx_open`) and moved by each append (audit.c): read from the
+	 * database once per transaction, not once per event. Dropped on
+	 * every commit and rollback (a savepoint's too). */
+	int tx_open;
+	int head_valid;
+	int64_t head_seq;
+	int64_t head_cp; /* seq of the chain's last checkpoint */
+	uint8_t head_hash[32];
 	/* leased serial blocks (registry.c) */
 	ks_reg_lease_t leases[KS_REG_LEASES];
 	uint64_t lease_clock;
