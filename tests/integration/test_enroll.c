@@ -98,7 +98,7 @@ static void setup(void)
 {
 	char path[256], key[256], chain[256], err[256];
 	ks_engine_config_t cfg;
-	ks_profile_t *pp[2];
+	static ks_profile_t *pp[2]; /* the engine keeps this array */
 	ks_ca_t *ca = NULL;
 	FILE *f;
 

@@ -268,6 +268,7 @@ int main(void)
 		pgt_stop(&pg);
 	}
 	tr_rmdir(dir);
+	free(dir);
 	free(path);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;

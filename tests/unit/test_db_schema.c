@@ -392,6 +392,7 @@ int main(void)
 	schema_free(&pgfull);
 	schema_free(&pgpart);
 	tr_rmdir(dir);
+	free(dir);
 	free(path);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;

@@ -647,6 +647,7 @@ int main(void)
 	EVP_PKEY_free(fx.k2);
 	tr_ca_free(&fx.ca);
 	tr_rmdir(dir);
+	free(dir);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
 }
