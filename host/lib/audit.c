@@ -4,7 +4,9 @@
  */
 #include "host/lib/audit.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -587,6 +589,49 @@ typedef struct {
 	int64_t last_global; /* global seq of its last row */
 } vchain_t;
 
+/*
+ * Checkpoint signatures are checked on a second thread while the reader
+ * keeps hashing rows: a bounded queue of jobs, each owning its signature
+ * and a reference to its key. The worker counts the good signatures per
+ * chain and remembers the first bad one (jobs run in stream order, so the
+ * first it sees is the earliest); the reader folds both into the report
+ * after joining it, before anything else is checked.
+ */
+#define SIGQ_LEN 64
+
+typedef struct {
+	size_t chain;          /* index into vctx_t.chains */
+	uint64_t pos;          /* the row's position in the stream */
+	int64_t seq;
+	EVP_PKEY *key;         /* a reference owned by the job */
+	uint8_t *sig;          /* owned by the job */
+	size_t sig_len, mlen;
+	uint8_t msg[CP_MSG_MAX];
+} sigjob_t;
+
+typedef struct {
+	uint64_t ok;           /* good signatures */
+	int64_t last_ok_seq;   /* seq of the last good one, 0 if none */
+} sigres_t;
+
+typedef struct {
+	pthread_mutex_t mu;
+	pthread_cond_t nonempty, nonfull;
+	sigjob_t jobs[SIGQ_LEN];
+	size_t head, count;
+	int closing;
+	pthread_t th;
+	int started;
+	/* the worker's results, read by the reader only after the join */
+	sigres_t *res;
+	size_t res_cap;
+	uint64_t failed;
+	int has_fail, nomem;
+	uint64_t fail_pos;
+	size_t fail_chain;
+	int64_t fail_seq;
+} sigq_t;
+
 typedef struct {
 	ks_db_t *db;
 	ks_audit_report_t *rep;
@@ -602,6 +647,10 @@ typedef struct {
 	char *pub_seen;          /* last checkpoint's pubkey text checked */
 	uint8_t pub_seen_sha[32];
 	EVP_PKEY *pub_seen_key;  /* ...and the key it decodes to */
+	uint64_t pos;            /* current row's position in the stream */
+	uint64_t first_pos;      /* position of first_error's problem */
+	int quiet;               /* first_error logged after the join */
+	sigq_t *q;               /* signature worker, NULL: checked inline */
 } vctx_t;
 
 __attribute__((format(printf, 2, 3)))
@@ -615,20 +664,200 @@ static void problem(vctx_t *v, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(v->rep->first_error, sizeof(v->rep->first_error), fmt, ap);
 	va_end(ap);
-	ks_log_warn("audit verify: %s", v->rep->first_error);
+	v->first_pos = v->pos;
+	if (!v->quiet)
+		ks_log_warn("audit verify: %s", v->rep->first_error);
 }
 
+/* Check one job's signature and record the outcome in q's results. */
+static void sigjob_run(sigq_t *q, sigjob_t *j)
+{
+	if (ks_audit_sig_verify(j->key, j->msg, j->mlen, j->sig,
+				j->sig_len) != KS_OK) {
+		q->failed++;
+		if (!q->has_fail || j->pos < q->fail_pos) {
+			q->has_fail = 1;
+			q->fail_pos = j->pos;
+			q->fail_chain = j->chain;
+			q->fail_seq = j->seq;
+		}
+	} else if (j->chain < q->res_cap || !q->nomem) {
+		if (j->chain >= q->res_cap) {
+			size_t cap = q->res_cap ? 2 * q->res_cap : 8;
+			sigres_t *p;
+
+			while (cap <= j->chain)
+				cap *= 2;
+			p = realloc(q->res, cap * sizeof(*p));
+			if (p == NULL) {
+				q->nomem = 1;
+				goto out;
+			}
+			memset(p + q->res_cap, 0,
+			       (cap - q->res_cap) * sizeof(*p));
+			q->res = p;
+			q->res_cap = cap;
+		}
+		q->res[j->chain].ok++;
+		q->res[j->chain].last_ok_seq = j->seq;
+	}
+out:
+	free(j->sig);
+	EVP_PKEY_free(j->key);
+	j->sig = NULL;
+	j->key = NULL;
+}
+
+static void *sigq_worker(void *arg)
+{
+	sigq_t *q = arg;
+	sigjob_t j;
+
+	for (;;) {
+		pthread_mutex_lock(&q->mu);
+		while (q->count == 0 && !q->closing)
+			pthread_cond_wait(&q->nonempty, &q->mu);
+		if (q->count == 0) {
+			pthread_mutex_unlock(&q->mu);
+			break;
+		}
+		j = q->jobs[q->head];
+		q->head = (q->head + 1) % SIGQ_LEN;
+		q->count--;
+		pthread_cond_signal(&q->nonfull);
+		pthread_mutex_unlock(&q->mu);
+		sigjob_run(q, &j);
+	}
+	return NULL;
+}
+
+/* A queue with its worker running, or NULL (signatures then checked on
+ * the reader's thread). */
+static sigq_t *sigq_start(void)
+{
+	sigq_t *q = calloc(1, sizeof(*q));
+
+	if (q == NULL)
+		return NULL;
+	if (pthread_mutex_init(&q->mu, NULL) != 0) {
+		free(q);
+		return NULL;
+	}
+	if (pthread_cond_init(&q->nonempty, NULL) != 0) {
+		pthread_mutex_destroy(&q->mu);
+		free(q);
+		return NULL;
+	}
+	if (pthread_cond_init(&q->nonfull, NULL) != 0) {
+		pthread_cond_destroy(&q->nonempty);
+		pthread_mutex_destroy(&q->mu);
+		free(q);
+		return NULL;
+	}
+	if (pthread_create(&q->th, NULL, sigq_worker, q) != 0) {
+		pthread_cond_destroy(&q->nonfull);
+		pthread_cond_destroy(&q->nonempty);
+		pthread_mutex_destroy(&q->mu);
+		free(q);
+		return NULL;
+	}
+	q->started = 1;
+	return q;
+}
+
+/* Hand a job to the worker (waits while the queue is full); the job's
+ * signature and key reference move to the queue. */
+static void sigq_push(sigq_t *q, const sigjob_t *j)
+{
+	pthread_mutex_lock(&q->mu);
+	while (q->count == SIGQ_LEN)
+		pthread_cond_wait(&q->nonfull, &q->mu);
+	q->jobs[(q->head + q->count) % SIGQ_LEN] = *j;
+	q->count++;
+	pthread_cond_signal(&q->nonempty);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* Let the worker finish the queued jobs and wait for it. */
+static void sigq_join(sigq_t *q)
+{
+	if (q == NULL || !q->started)
+		return;
+	pthread_mutex_lock(&q->mu);
+	q->closing = 1;
+	pthread_cond_signal(&q->nonempty);
+	pthread_mutex_unlock(&q->mu);
+	pthread_join(q->th, NULL);
+	q->started = 0;
+}
+
+static void sigq_free(sigq_t *q)
+{
+	if (q == NULL)
+		return;
+	sigq_join(q);
+	pthread_cond_destroy(&q->nonfull);
+	pthread_cond_destroy(&q->nonempty);
+	pthread_mutex_destroy(&q->mu);
+	free(q->res);
+	free(q);
+}
+
+/*
+ * The signature results into the report: good ones counted per chain, and
+ * the first bad one named unless a problem found earlier in the stream
+ * already is (the same first error as checking them in line).
+ */
+static int sig_results(vctx_t *v, sigq_t *q)
+{
+	ks_audit_report_t *rep = v->rep;
+	size_t i;
+
+	for (i = 0; i < q->res_cap && i < v->nchains; i++) {
+		if (q->res[i].ok == 0)
+			continue;
+		v->chains[i].c.checkpoints += q->res[i].ok;
+		v->chains[i].c.last_checkpoint_seq = q->res[i].last_ok_seq;
+		rep->checkpoints += q->res[i].ok;
+	}
+	rep->errors += q->failed;
+	if (q->has_fail && q->fail_chain < v->nchains &&
+	    (rep->first_error[0] == '\0' || q->fail_pos < v->first_pos)) {
+		snprintf(rep->first_error, sizeof(rep->first_error),
+			 "audit seq %lld at station %s (CHECKPOINT): bad "
+			 "signature",
+			 (long long)q->fail_seq,
+			 v->chains[q->fail_chain].c.station);
+		v->first_pos = q->fail_pos;
+	}
+	return q->nomem ? KS_ERR_NOMEM : KS_OK;
+}
+
+static int hex_nibble(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Exactly 2n hex digits into n bytes. */
 static int hex_decode(const char *s, uint8_t *out, size_t n)
 {
 	size_t i;
-	unsigned hv;
+	int hi, lo;
 
 	if (s == NULL || strlen(s) != 2 * n)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (sscanf(s + 2 * i, "%2x", &hv) != 1)
+		hi = hex_nibble(s[2 * i]);
+		lo = hex_nibble(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
 			return -1;
-		out[i] = (uint8_t)hv;
+		out[i] = (uint8_t)(hi << 4 | lo);
 	}
 	return 0;
 }
@@ -653,11 +882,14 @@ static void check_checkpoint(vctx_t *v, vchain_t *ch, int64_t seq,
 	const char *head_hex = NULL, *key_hex = NULL, *sig_b64 = NULL;
 	const char *pub_b64 = NULL;
 	uint8_t head[32], khash[32], phash[32];
-	uint8_t msg[CP_MSG_MAX];
 	uint8_t *sig = NULL, *pder = NULL;
 	size_t sig_len = 0, pder_len = 0, mlen;
 	EVP_PKEY *key;
 	const char *c = ch->c.station;
+	sigjob_t job;
+	sigres_t inline_res = { 0, 0 };
+
+	memset(&job, 0, sizeof(job));
 
 	j = details ? json_loads(details, 0, NULL) : NULL;
 	if (j == NULL ||
@@ -752,19 +984,44 @@ static void check_checkpoint(vctx_t *v, vchain_t *ch, int64_t seq,
 			(long long)seq, c, key_hex);
 		goto out;
 	}
-	mlen = ks_audit_checkpoint_message(station, covers, head, msg,
-					   sizeof(msg));
-	if (mlen == 0 || mlen > sizeof(msg) ||
+	mlen = ks_audit_checkpoint_message(station, covers, head, job.msg,
+					   sizeof(job.msg));
+	if (mlen == 0 || mlen > sizeof(job.msg) ||
 	    ks_audit_b64_decode(sig_b64, &sig, &sig_len) != KS_OK ||
-	    ks_audit_sig_verify(key, msg, mlen, sig, sig_len) != KS_OK) {
+	    EVP_PKEY_up_ref(key) != 1) {
 		problem(v, "audit seq %lld at station %s (CHECKPOINT): bad "
 			   "signature",
 			(long long)seq, c);
 		goto out;
 	}
-	ch->c.checkpoints++;
-	ch->c.last_checkpoint_seq = seq;
-	v->rep->checkpoints++;
+	job.chain = (size_t)(ch - v->chains);
+	job.pos = v->pos;
+	job.seq = seq;
+	job.key = key;
+	job.sig = sig;
+	job.sig_len = sig_len;
+	job.mlen = mlen;
+	sig = NULL;
+	if (v->q != NULL) {
+		sigq_push(v->q, &job);
+	} else {
+		sigq_t inline_q;
+
+		memset(&inline_q, 0, sizeof(inline_q));
+		inline_q.res = &inline_res;
+		inline_q.res_cap = 1;
+		job.chain = 0;
+		sigjob_run(&inline_q, &job);
+		if (inline_q.failed > 0) {
+			problem(v, "audit seq %lld at station %s (CHECKPOINT): "
+				   "bad signature",
+				(long long)seq, c);
+		} else {
+			ch->c.checkpoints++;
+			ch->c.last_checkpoint_seq = seq;
+			v->rep->checkpoints++;
+		}
+	}
 out:
 	free(sig);
 	free(pder);
@@ -776,35 +1033,94 @@ static const char *ctext(ks_db_stmt_t *st, int i)
 	return ks_db_col_text(st, i);
 }
 
-/* Row hash with the verifier's reused digest context. */
+/* The row's hash input gathered in a buffer so the digest sees a few
+ * large updates instead of two per field (the same bytes as hash_field). */
+typedef struct {
+	EVP_MD_CTX *c;
+	size_t n;
+	uint8_t b[1024];
+} hbuf_t;
+
+static void hb_flush(hbuf_t *h)
+{
+	if (h->n > 0)
+		EVP_DigestUpdate(h->c, h->b, h->n);
+	h->n = 0;
+}
+
+static void hb_put(hbuf_t *h, const void *p, size_t n)
+{
+	if (n > sizeof(h->b) - h->n) {
+		hb_flush(h);
+		if (n > sizeof(h->b)) {
+			EVP_DigestUpdate(h->c, p, n);
+			return;
+		}
+	}
+	memcpy(h->b + h->n, p, n);
+	h->n += n;
+}
+
+static void hb_field(hbuf_t *h, int tag, const void *p, size_t n)
+{
+	uint8_t hdr[5];
+
+	hdr[0] = (uint8_t)tag;
+	put_be(hdr + 1, (uint64_t)n, 4);
+	hb_put(h, hdr, sizeof(hdr));
+	if (n > 0)
+		hb_put(h, p, n);
+}
+
+static void hb_int(hbuf_t *h, int64_t val)
+{
+	uint8_t b[8];
+
+	put_be(b, (uint64_t)val, 8);
+	hb_field(h, TAG_INT, b, 8);
+}
+
+static void hb_text(hbuf_t *h, const char *s)
+{
+	if (s == NULL)
+		hb_field(h, TAG_NULL, NULL, 0);
+	else
+		hb_field(h, TAG_TEXT, s, strlen(s));
+}
+
+/* Row hash with the verifier's reused digest context (the same value as
+ * ks_audit_row_hash). */
 static void row_hash_fast(vctx_t *v, const ks_audit_row_t *row,
 			  const uint8_t prev[32], uint8_t out[32])
 {
-	EVP_MD_CTX *c = v->md;
+	hbuf_t h;
 	unsigned int n = 0;
 
-	if (EVP_DigestInit_ex2(c, v->sha256, NULL) != 1) {
+	h.c = v->md;
+	h.n = 0;
+	if (EVP_DigestInit_ex2(h.c, v->sha256, NULL) != 1) {
 		memset(out, 0xff, 32);
 		return;
 	}
-	EVP_DigestUpdate(c, prev, 32);
-	hash_int(c, row->seq);
-	hash_int(c, row->time_ms);
-	hash_text(c, row->station);
-	hash_text(c, row->actor);
-	hash_text(c, row->type);
+	hb_put(&h, prev, 32);
+	hb_int(&h, row->seq);
+	hb_int(&h, row->time_ms);
+	hb_text(&h, row->station);
+	hb_text(&h, row->actor);
+	hb_text(&h, row->type);
 	if (row->uid == NULL)
-		hash_field(c, TAG_NULL, NULL, 0);
+		hb_field(&h, TAG_NULL, NULL, 0);
 	else
-		hash_field(c, TAG_BLOB, row->uid, row->uid_len);
-	hash_text(c, row->device_serial);
-	hash_text(c, row->cert_serial);
+		hb_field(&h, TAG_BLOB, row->uid, row->uid_len);
+	hb_text(&h, row->device_serial);
+	hb_text(&h, row->cert_serial);
 	if (row->has_session)
-		hash_int(c, row->session_id);
+		hb_int(&h, row->session_id);
 	else
-		hash_field(c, TAG_NULL, NULL, 0);
-	hash_text(c, row->details);
-	if (EVP_DigestFinal_ex(c, out, &n) != 1 || n != 32)
+		hb_field(&h, TAG_NULL, NULL, 0);
+	hb_text(&h, row->details);
+	hb_flush(&h);
+	if (EVP_DigestFinal_ex(h.c, out, &n) != 1 || n != 32)
 		memset(out, 0xff, 32);
 }
 
@@ -889,6 +1205,7 @@ static int verify_chain(vctx_t *v)
 		row.has_session = ks_db_col_type(st, 9) != KS_DB_T_NULL;
 		row.session_id = ks_db_col_int64(st, 9);
 		row.details = ctext(st, 10);
+		v->pos++;
 		v->rep->rows++;
 		ch->c.rows++;
 		if (row.seq != expect)
@@ -1422,7 +1739,21 @@ int ks_audit_verify_keys(const char *db_path, const char *ca_pem_path,
 	/* One read transaction: a consistent snapshot of every table. */
 	if (ks_db_begin_read(v.db) != KS_DB_EOK)
 		goto out;
+	v.q = sigq_start();
+	v.quiet = 1;
 	r = verify_chain(&v);
+	if (v.q != NULL) {
+		int sr;
+
+		sigq_join(v.q);
+		sr = sig_results(&v, v.q);
+		if (r == KS_OK)
+			r = sr;
+	}
+	v.quiet = 0;
+	v.pos = UINT64_MAX;
+	if (report->first_error[0] != '\0')
+		ks_log_warn("audit verify: %s", report->first_error);
 	if (r == KS_OK)
 		r = verify_heads(&v);
 	if (r == KS_OK)
@@ -1440,6 +1771,7 @@ out:
 	if (r != KS_OK && r != KS_ERR_AUDIT && report->first_error[0] == '\0')
 		snprintf(report->first_error, sizeof(report->first_error),
 			 "verification could not run: %s", ks_strerror(r));
+	sigq_free(v.q);
 	ks_db_close(&v.db);
 	X509_STORE_free(v.store);
 	sk_X509_pop_free(v.untrusted, X509_free);

@@ -569,6 +569,96 @@ static void test_forged_signature(void **state)
 	free(p);
 }
 
+/* Every checkpoint's signature replaced by one that cannot verify
+ * (valid base64, not a signature), the chain rehashed over it. */
+static void forge_signatures(const char *p, const char *where)
+{
+	char sql[512];
+
+	snprintf(sql, sizeof(sql),
+		 DROP_TRIGGERS "UPDATE audit SET details = json_set(details, "
+			       "'$.sig', 'AAAA') WHERE type = 'CHECKPOINT'%s",
+		 where);
+	assert_int_equal(tr_sql(p, sql), 0);
+	rehash_chain(p);
+}
+
+/*
+ * Signatures are checked off the row-reading thread: the report still
+ * names the problem first in the stream, counts every bad signature and
+ * counts only the good ones as verified checkpoints.
+ */
+static void test_first_error_in_stream_order(void **state)
+{
+	char *p;
+	char needle[64], sql[160];
+	int64_t first_cp, last_cp, prev_cp, ncp;
+	ks_audit_report_t rep;
+
+	(void)state;
+	first_cp = query_int(fx.master, "SELECT min(seq) FROM audit WHERE "
+					"type = 'CHECKPOINT'");
+	last_cp = query_int(fx.master, "SELECT max(seq) FROM audit WHERE "
+				       "type = 'CHECKPOINT'");
+	ncp = query_int(fx.master, "SELECT count(*) FROM audit WHERE type = "
+				   "'CHECKPOINT'");
+	assert_true(ncp >= 3 && first_cp > 1);
+	snprintf(sql, sizeof(sql),
+		 "SELECT max(seq) FROM audit WHERE type = 'CHECKPOINT' AND "
+		 "seq < %lld",
+		 (long long)last_cp);
+	prev_cp = query_int(fx.master, sql);
+
+	/* every signature bad and a row edited after the first checkpoint:
+	 * the first checkpoint is named, every bad signature counted */
+	p = copy_master();
+	forge_signatures(p, "");
+	snprintf(sql, sizeof(sql),
+		 "UPDATE audit SET actor = 'mallory' WHERE seq = %lld",
+		 (long long)first_cp + 1);
+	assert_int_equal(tr_sql(p, sql), 0);
+	snprintf(needle, sizeof(needle),
+		 "audit seq %lld at station line1-st1 (CHECKPOINT)",
+		 (long long)first_cp);
+	expect_broken(p, needle, "bad signature");
+	assert_int_equal(ks_audit_verify(p, fx.ca_pem, fx.station, &rep),
+			 KS_ERR_AUDIT);
+	assert_true(rep.errors >= (uint64_t)ncp + 1);
+	assert_int_equal(rep.checkpoints, 0);
+	free(p);
+
+	/* the same with a row edited before the first checkpoint: that row
+	 * is named, not the later signature */
+	p = copy_master();
+	forge_signatures(p, "");
+	snprintf(sql, sizeof(sql),
+		 "UPDATE audit SET actor = 'mallory' WHERE seq = %lld",
+		 (long long)first_cp - 1);
+	assert_int_equal(tr_sql(p, sql), 0);
+	snprintf(needle, sizeof(needle), "audit seq %lld at station line1-st1",
+		 (long long)first_cp - 1);
+	expect_broken(p, needle, "row_hash mismatch");
+	free(p);
+
+	/* only the last signature bad: one error, the others verified, the
+	 * chain's last signed seq the checkpoint before it */
+	p = copy_master();
+	snprintf(sql, sizeof(sql), " AND seq = %lld", (long long)last_cp);
+	forge_signatures(p, sql);
+	snprintf(needle, sizeof(needle),
+		 "audit seq %lld at station line1-st1 (CHECKPOINT)",
+		 (long long)last_cp);
+	expect_broken(p, needle, "bad signature");
+	assert_int_equal(ks_audit_verify(p, fx.ca_pem, fx.station, &rep),
+			 KS_ERR_AUDIT);
+	assert_int_equal(rep.errors, 1);
+	assert_int_equal(rep.checkpoints, (uint64_t)ncp - 1);
+	assert_true(rep.nchains >= 1);
+	assert_int_equal(rep.chains[0].checkpoints, (uint64_t)ncp - 1);
+	assert_int_equal(rep.chains[0].last_checkpoint_seq, prev_cp);
+	free(p);
+}
+
 static void test_table_edits(void **state)
 {
 	char *p = copy_master();
@@ -634,6 +724,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_tail),
 		cmocka_unit_test(test_checkpoint_wrong_key),
 		cmocka_unit_test(test_forged_signature),
+		cmocka_unit_test(test_first_error_in_stream_order),
 		cmocka_unit_test(test_table_edits),
 		cmocka_unit_test(test_verify_arguments),
 	};
