@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -830,6 +831,187 @@ static void test_no_private_key_bytes(void **state)
 
 /* ---- exports ---- */
 
+/* ---- hostile certificates handed to ks_reg_cert_issued ---- */
+
+/* Long enough that the certificate and its TBS take two length bytes. */
+#define HOSTILE_CN "hostile-certificate-a-name-long-enough-for-two-byte-lengths-0001"
+
+/* der with its serial INTEGER's content replaced by ser[0..sn) (the TBS
+ * and Certificate lengths adjusted; the signature is not redone: the
+ * registry records what its signer made and does not verify it). */
+static uint8_t *splice_serial(const uint8_t *der, size_t len,
+			      const uint8_t *ser, size_t sn, size_t *out_len)
+{
+	size_t slen, olen, tlen, n;
+	uint8_t *o;
+
+	/* 30 82 LL LL | 30 82 LL LL | a0 03 02 01 02 | 02 len serial */
+	assert_true(len > 16 && der[0] == 0x30 && der[1] == 0x82 &&
+		    der[4] == 0x30 && der[5] == 0x82 && der[8] == 0xa0 &&
+		    der[13] == 0x02 && der[14] < 0x80);
+	slen = der[14];
+	olen = ((size_t)der[2] << 8 | der[3]) + sn - slen;
+	tlen = ((size_t)der[6] << 8 | der[7]) + sn - slen;
+	n = len + sn - slen;
+	o = malloc(n);
+	assert_non_null(o);
+	memcpy(o, der, 15);
+	o[2] = (uint8_t)(olen >> 8);
+	o[3] = (uint8_t)olen;
+	o[6] = (uint8_t)(tlen >> 8);
+	o[7] = (uint8_t)tlen;
+	o[14] = (uint8_t)sn;
+	memcpy(o + 15, ser, sn);
+	memcpy(o + 15 + sn, der + 15 + slen, len - 15 - slen);
+	*out_len = n;
+	return o;
+}
+
+static void refuse(ks_reg_t *reg, int64_t sid, const uint8_t *der,
+		   size_t len, const char *hex, const uint8_t ph[32],
+		   const char *what)
+{
+	int r = ks_reg_cert_issued(reg, sid, der, len, hex, ph, 0, 0, NULL);
+
+	if (r == KS_OK)
+		fail_msg("%s: accepted", what);
+	if (r != KS_ERR_VERIFY && r != KS_ERR_ARG)
+		fail_msg("%s: refused with %s, not a verification error",
+			 what, ks_strerror(r));
+}
+
+static void test_hostile_certificates(void **state)
+{
+	char *path = NULL;
+	ks_reg_t *reg = fresh("hostile.db", &path);
+	ks_reg_session_t s;
+	EVP_PKEY *k = tr_p256(), *k384 = NULL;
+	uint8_t ph[32], ph384[32];
+	uint8_t *der, *bad;
+	size_t der_len, bad_len, i;
+	char hex[32], got[64];
+	EVP_PKEY_CTX *kc;
+
+	(void)state;
+	assert_int_equal(ks_reg_session_begin(reg, (const uint8_t *)"uid-H", 5,
+					      "L1", NULL, 2, KS_REG_KEY_HOST,
+					      0, NULL, &s),
+			 KS_OK);
+	tr_pubhash(k, ph);
+	assert_int_equal(ks_reg_keyed(reg, s.id, ph, KS_REG_KEY_HOST, NULL),
+			 KS_OK);
+	/* serial 0xc8: high bit set, so DER carries one leading zero byte */
+	der = tr_issue(&fx.ca, k, 0xc8, HOSTILE_CN, &der_len);
+	assert_true(der_len > 16 && der[13] == 2 && der[14] == 2 &&
+		    der[15] == 0 && der[16] == 0xc8);
+	tr_serial_hex(0xc8, hex, sizeof(hex));
+
+	/* truncated at every length */
+	for (i = 1; i < der_len; i++)
+		refuse(reg, s.id, der, i, hex, ph, "truncated");
+	/* trailing garbage */
+	bad = malloc(der_len + 1);
+	assert_non_null(bad);
+	memcpy(bad, der, der_len);
+	bad[der_len] = 0;
+	refuse(reg, s.id, bad, der_len + 1, hex, ph, "trailing byte");
+	/* outer length one longer than the bytes, and the TBS's one longer
+	 * than it is */
+	bad[3]++;
+	refuse(reg, s.id, bad, der_len + 1, hex, ph, "overlong length");
+	bad[3]--;
+	bad[7]++;
+	refuse(reg, s.id, bad, der_len, hex, ph, "overlong TBS length");
+	bad[7]--;
+	free(bad);
+	/* a length in more bytes than needed (30 83 00 LL LL) */
+	bad = malloc(der_len + 1);
+	assert_non_null(bad);
+	bad[0] = 0x30;
+	bad[1] = 0x83;
+	bad[2] = 0;
+	memcpy(bad + 3, der + 2, der_len - 2);
+	refuse(reg, s.id, bad, der_len + 1, hex, ph, "non-minimal length");
+	free(bad);
+	/* negative serial, padded serials, an empty one */
+	{
+		static const uint8_t neg[] = { 0xc8 };
+		static const uint8_t pad1[] = { 0x00, 0x00, 0xc8 };
+		static const uint8_t pad2[] = { 0x00, 0x05 };
+		static const struct {
+			const uint8_t *b;
+			size_t n;
+			const char *what;
+		} sers[] = { { neg, sizeof(neg), "negative serial" },
+			     { pad1, sizeof(pad1), "padded serial" },
+			     { pad2, sizeof(pad2), "zero-padded serial" },
+			     { pad2, 0, "empty serial" } };
+
+		for (i = 0; i < sizeof(sers) / sizeof(sers[0]); i++) {
+			bad = splice_serial(der, der_len, sers[i].b, sers[i].n,
+					    &bad_len);
+			refuse(reg, s.id, bad, bad_len, "C8", ph,
+			       sers[i].what);
+			refuse(reg, s.id, bad, bad_len, "5", ph,
+			       sers[i].what);
+			free(bad);
+		}
+	}
+	/* the splice itself is faithful: the same serial bytes verify */
+	{
+		static const uint8_t same[] = { 0x00, 0xc8 };
+
+		bad = splice_serial(der, der_len, same, sizeof(same), &bad_len);
+		assert_int_equal(bad_len, der_len);
+		assert_memory_equal(bad, der, der_len);
+		free(bad);
+	}
+	/* a key that is not P-256, and P-256 in compressed form */
+	kc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+	assert_non_null(kc);
+	assert_int_equal(EVP_PKEY_keygen_init(kc), 1);
+	assert_int_equal(EVP_PKEY_CTX_set_group_name(kc, "P-384"), 1);
+	assert_int_equal(EVP_PKEY_keygen(kc, &k384), 1);
+	EVP_PKEY_CTX_free(kc);
+	bad = tr_issue(&fx.ca, k384, 0xc8, HOSTILE_CN, &bad_len);
+	tr_pubhash(k384, ph384);
+	refuse(reg, s.id, bad, bad_len, hex, ph384, "P-384 key");
+	refuse(reg, s.id, bad, bad_len, hex, ph, "P-384 key");
+	free(bad);
+	assert_int_equal(EVP_PKEY_set_utf8_string_param(
+				 k, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+				 "compressed"),
+			 1);
+	bad = tr_issue(&fx.ca, k, 0xc8, HOSTILE_CN, &bad_len);
+	assert_true(bad_len < der_len);
+	refuse(reg, s.id, bad, bad_len, hex, ph, "compressed P-256 key");
+	free(bad);
+
+	/* nothing was recorded, the session is still KEYED... */
+	assert_int_equal(query_int(path, "SELECT count(*) FROM certificates"),
+			 0);
+	assert_int_equal(query_int(path, "SELECT count(*) FROM audit WHERE "
+					 "type = 'CERT_ISSUED'"),
+			 0);
+	/* ...and the well-formed certificate with its leading-zero serial
+	 * is accepted and recorded under its minimal hex */
+	assert_int_equal(ks_reg_cert_issued(reg, s.id, der, der_len, hex, ph, 0,
+					    0, NULL),
+			 KS_OK);
+	query_text(path, "SELECT serial_hex FROM certificates", got,
+		   sizeof(got));
+	assert_true(strcasecmp(got, "c8") == 0);
+	assert_int_equal(query_int(path, "SELECT count(*) FROM audit WHERE "
+					 "type = 'CERT_ISSUED'"),
+			 1);
+	free(der);
+	ks_reg_close(&reg);
+	assert_verifies(path);
+	EVP_PKEY_free(k384);
+	EVP_PKEY_free(k);
+	free(path);
+}
+
 static void test_exports_and_manifest(void **state)
 {
 	char *path = NULL;
@@ -965,6 +1147,7 @@ int main(void)
 		cmocka_unit_test(test_threads_share_handle),
 		cmocka_unit_test(test_crash_kill9),
 		cmocka_unit_test(test_no_private_key_bytes),
+		cmocka_unit_test(test_hostile_certificates),
 		cmocka_unit_test(test_exports_and_manifest),
 	};
 
