@@ -51,6 +51,7 @@
 #include "host/lib/session.h"
 #include "host/lib/signer.h"
 #include "host/lib/simproc.h"
+#include "tests/integration/proc_util.h"
 #include "tests/integration/station_fixture.h"
 
 static int passed, failed;
@@ -379,108 +380,6 @@ static void tamper_check(const char *what, const char *img, uint32_t flags,
 
 /* ---- processes: openssl s_server and the example client ---- */
 
-static int free_port(void)
-{
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-/* fork + exec argv with stdin from /dev/null, stdout+stderr to out. */
-static pid_t spawn(char *const argv[], const char *out)
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int in = open("/dev/null", O_RDONLY);
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		if (in < 0 || fd < 0 || dup2(in, 0) < 0 || dup2(fd, 1) < 0 ||
-		    dup2(fd, 2) < 0)
-			_exit(127);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-/* Wait up to ms for pid; kill it after that. Exit status, or -1. */
-static int reap(pid_t pid, int ms)
-{
-	int st = 0;
-
-	for (int waited = 0; waited < ms; waited += 20) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-
-		if (r == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-		if (r < 0)
-			return -1;
-		usleep(20000);
-	}
-	kill(pid, SIGKILL);
-	(void)waitpid(pid, &st, 0);
-	return -1;
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = calloc(1, 65536);
-	size_t n = 0;
-
-	if (buf == NULL)
-		die("calloc");
-	if (f != NULL) {
-		n = fread(buf, 1, 65535, f);
-		fclose(f);
-	}
-	buf[n] = '\0';
-	return buf;
-}
-
-static int wait_for(const char *path, const char *needle, int ms)
-{
-	for (int waited = 0; waited < ms; waited += 20) {
-		char *s = slurp(path);
-		int found = strstr(s, needle) != NULL;
-
-		free(s);
-		if (found)
-			return 1;
-		usleep(20000);
-	}
-	return 0;
-}
-
-static void server_cert(void)
-{
-	char cmd[2048];
-
-	snprintf(cmd, sizeof(cmd),
-		 "'%s' req -new -newkey ec -pkeyopt "
-		 "ec_paramgen_curve:P-256 -nodes -keyout %s/srv.key "
-		 "-subj /CN=localhost -addext subjectAltName=DNS:localhost "
-		 "-out %s/srv.csr 2>/dev/null && "
-		 "'%s' x509 -req -in %s/srv.csr -CA %s/%s -CAkey %s/%s "
-		 "-set_serial 0x4b494c4e -days 2 -copy_extensions copy "
-		 "-out %s/srv.pem 2>/dev/null",
-		 openssl_exe, dir, dir, openssl_exe, dir, dir,
-		 KS_CA_FILE_CERT, dir, KS_CA_FILE_KEY, dir);
-	if (system(cmd) != 0)
-		die("server certificate (openssl CLI)");
-}
-
 /* One mutual-TLS exchange of the example client with s_server. */
 static void mtls(const board_t *b)
 {
@@ -491,7 +390,7 @@ static void mtls(const board_t *b)
 	pid_t spid, cpid;
 	int port, crc, src;
 
-	port = free_port();
+	port = tp_free_port();
 	if (port <= 0)
 		die("free port");
 	snprintf(port_s, sizeof(port_s), "%d", port);
@@ -509,13 +408,13 @@ static void mtls(const board_t *b)
 				 cert, "-key", key, "-naccept", "1", "-rev",
 				 NULL};
 
-		spid = spawn(sargv, srv_out);
+		spid = tp_spawn(sargv, srv_out);
 	}
-	if (spid < 0 || !wait_for(srv_out, "ACCEPT", 10000)) {
+	if (spid < 0 || !tp_wait_for(srv_out, "ACCEPT", 10000)) {
 		check(0, "%s: openssl s_server listening on %s", b->name,
 		      accept_s);
 		if (spid > 0)
-			(void)reap(spid, 0);
+			(void)tp_reap(spid, 0);
 		return;
 	}
 	{
@@ -525,12 +424,12 @@ static void mtls(const board_t *b)
 				 "--require-locked", "--timeout", "10000",
 				 NULL};
 
-		cpid = spawn(cargv, cli_out);
+		cpid = tp_spawn(cargv, cli_out);
 	}
-	crc = cpid < 0 ? -1 : reap(cpid, 30000);
-	src = reap(spid, 5000);
-	srv = slurp(srv_out);
-	cli = slurp(cli_out);
+	crc = cpid < 0 ? -1 : tp_reap(cpid, 30000);
+	src = tp_reap(spid, 5000);
+	srv = tp_slurp(srv_out);
+	cli = tp_slurp(cli_out);
 	/* s_server -rev answers each line reversed */
 	{
 		size_t n = strlen(msg);
@@ -586,9 +485,9 @@ static void client_refuses(const char *what, const char *img,
 				"--connect", "127.0.0.1:1", "--ca", chain,
 				NULL};
 
-		rc = reap(spawn(argv, out), 20000);
+		rc = tp_reap(tp_spawn(argv, out), 20000);
 	}
-	s = slurp(out);
+	s = tp_slurp(out);
 	check(rc == 3 && strstr(s, needle) != NULL,
 	      "kiln-mtls-client refuses %s (exit %d: %.*s)", what, rc,
 	      (int)strcspn(s, "\n"), s);
@@ -679,7 +578,8 @@ int main(int argc, char **argv)
 	tamper_check("blank part", blank, 0, KID_ERR_NO_KEY);
 
 	/* mutual TLS against openssl s_server */
-	server_cert();
+	if (tp_server_cert(openssl_exe, dir) != 0)
+		die("server certificate (openssl CLI)");
 	mtls(&boards[0]);
 	mtls(&boards[1]);
 

@@ -48,6 +48,7 @@
 #include "host/lib/session.h"
 #include "host/lib/signer.h"
 #include "host/lib/simproc.h"
+#include "tests/integration/proc_util.h"
 
 static int passed, failed;
 static char dir[64];
@@ -184,71 +185,6 @@ static int provision(const char *image, const char *uid,
 
 /* ---- processes ---- */
 
-static pid_t spawn(char *const argv[], const char *out)
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int in = open("/dev/null", O_RDONLY);
-		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		if (in < 0 || fd < 0 || dup2(in, 0) < 0 || dup2(fd, 1) < 0 ||
-		    dup2(fd, 2) < 0)
-			_exit(127);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static int reap(pid_t pid, int ms)
-{
-	int st = 0;
-
-	for (int waited = 0; waited < ms; waited += 20) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-
-		if (r == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-		if (r < 0)
-			return -1;
-		usleep(20000);
-	}
-	kill(pid, SIGKILL);
-	(void)waitpid(pid, &st, 0);
-	return -1;
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = calloc(1, 65536);
-	size_t n = 0;
-
-	if (buf == NULL)
-		die("calloc");
-	if (f != NULL) {
-		n = fread(buf, 1, 65535, f);
-		fclose(f);
-	}
-	buf[n] = '\0';
-	return buf;
-}
-
-static int wait_for(const char *path, const char *needle, int ms)
-{
-	for (int waited = 0; waited < ms; waited += 20) {
-		char *s = slurp(path);
-		int found = strstr(s, needle) != NULL;
-
-		free(s);
-		if (found)
-			return 1;
-		usleep(20000);
-	}
-	return 0;
-}
-
 /* Run kiln-enroll with extra args; its exit code, output in *out. */
 static int run_enroll(const char *image, const char *extra1,
 		      const char *extra2, char **out)
@@ -267,30 +203,12 @@ static int run_enroll(const char *image, const char *extra1,
 
 		if (extra1 == NULL)
 			argv[7] = NULL;
-		pid = spawn(argv, log);
+		pid = tp_spawn(argv, log);
 	}
 	(void)srv;
-	rc = reap(pid, 30000);
-	*out = slurp(log);
+	rc = tp_reap(pid, 30000);
+	*out = tp_slurp(log);
 	return rc;
-}
-
-static void server_cert(void)
-{
-	char cmd[2048];
-
-	snprintf(cmd, sizeof(cmd),
-		 "'%s' req -new -newkey ec -pkeyopt "
-		 "ec_paramgen_curve:P-256 -nodes -keyout %s/srv.key "
-		 "-subj /CN=localhost -addext subjectAltName=DNS:localhost "
-		 "-out %s/srv.csr 2>/dev/null && "
-		 "'%s' x509 -req -in %s/srv.csr -CA %s/%s -CAkey %s/%s "
-		 "-set_serial 0x4b494c4e -days 2 -copy_extensions copy "
-		 "-out %s/srv.pem 2>/dev/null",
-		 openssl_exe, dir, dir, openssl_exe, dir, dir,
-		 KS_CA_FILE_CERT, dir, KS_CA_FILE_KEY, dir);
-	if (system(cmd) != 0)
-		die("server certificate (openssl CLI)");
 }
 
 /* ---- audit queries ---- */
@@ -509,7 +427,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	setup();
 	parse_head_checks();
-	server_cert();
+	if (tp_server_cert(openssl_exe, dir) != 0)
+		die("server certificate (openssl CLI)");
 
 	/* 1. the factory: claim credentials on two boards */
 	snprintf(img_a, sizeof(img_a), "%s/a.img", dir);
@@ -593,13 +512,13 @@ int main(int argc, char **argv)
 					 "-key", srvk, "-naccept", "1",
 					 "-rev", NULL};
 
-			spid = spawn(sargv, srv_out);
+			spid = tp_spawn(sargv, srv_out);
 		}
-		if (!wait_for(srv_out, "ACCEPT", 10000))
+		if (!tp_wait_for(srv_out, "ACCEPT", 10000))
 			check(0, "openssl s_server listening");
 		rc = run_enroll(img_a, "--connect", connect_s, &out);
-		(void)reap(spid, 5000);
-		so = slurp(srv_out);
+		(void)tp_reap(spid, 5000);
+		so = tp_slurp(srv_out);
 		check(rc == 0 && strstr(out, "reply: nlik morf olleh") != NULL,
 		      "board A: mutual TLS with its operational identity "
 		      "(exit %d)",
