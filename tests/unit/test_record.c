@@ -22,36 +22,20 @@
 #include "protocol/crc32c.h"
 #include "protocol/le.h"
 #include "protocol/msg.h"
+#include "tests/unit/sim_fixture.h"
 
 #include "mbedtls/sha256.h"
-
-static char img_path[64];
-
-static void open_image(void)
-{
-	ka_sim_config_t cfg;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.path = img_path;
-	assert_int_equal(ka_sim_open(&cfg), 0);
-}
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(img_path, sizeof(img_path), "/tmp/kiln-test-rec-%ld.img",
-		 (long)getpid());
-	unlink(img_path);
-	open_image();
-	return 0;
+	return usf_setup("rec");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	ka_sim_close();
-	unlink(img_path);
-	return 0;
+	return usf_teardown();
 }
 
 static void scalar(uint8_t d[32], uint8_t seed)
@@ -163,7 +147,7 @@ static void test_key_store_and_burnt_slot(void **state)
 	assert_int_equal(ka_record_key_store(&st, d, &slot), KP_ST_EXHAUSTED);
 	/* survives a reboot */
 	ka_sim_close();
-	open_image();
+	usf_open(0);
 	assert_int_equal(ka_record_scan(&st), KP_ST_OK);
 	assert_int_equal(st.key_slot, 3);
 	assert_int_equal(st.key_state[0], KA_SLOT_USED);
@@ -292,7 +276,7 @@ static void test_integrity_mismatch(void **state)
 					      word, 4),
 			 KA_HAL_OK);
 	ka_sim_close();
-	open_image();
+	usf_open(0);
 	assert_int_equal(ka_record_scan(&st), KP_ST_OK);
 	assert_true(st.committed);
 	assert_int_equal(st.integrity, KP_ST_INTEGRITY);

@@ -23,55 +23,18 @@
 #include "device/ports/posix/sim_image.h"
 #include "protocol/crc32c.h"
 #include "protocol/le.h"
-
-static char img_path[64];
-
-static void open_image_cut(uint32_t cut_after)
-{
-	ka_sim_config_t cfg;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.path = img_path;
-	cfg.quiet = true;
-	cfg.cut_after = cut_after;
-	cfg.cut_mode = KA_SIM_CUT_FREEZE;
-	assert_int_equal(ka_sim_open(&cfg), 0);
-}
-
-static void open_image(void)
-{
-	open_image_cut(0);
-}
-
-static void reboot(void)
-{
-	ka_sim_close();
-	open_image();
-}
-
-static void fresh_image(void)
-{
-	ka_sim_close();
-	unlink(img_path);
-	open_image();
-}
+#include "tests/unit/sim_fixture.h"
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(img_path, sizeof(img_path), "/tmp/kiln-test-sb-%ld.img",
-		 (long)getpid());
-	unlink(img_path);
-	open_image();
-	return 0;
+	return usf_setup("sb");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	ka_sim_close();
-	unlink(img_path);
-	return 0;
+	return usf_teardown();
 }
 
 static void make_hash(uint8_t h[32], uint8_t seed)
@@ -113,7 +76,7 @@ static void test_keyhash_blank_and_write(void **state)
 	assert_int_equal(ka_sim_writes(), 9);
 
 	/* survives a reboot */
-	reboot();
+	usf_reboot();
 	assert_int_equal(ka_sb_keyhash_read(back, &present), KP_ST_OK);
 	assert_true(present);
 	assert_memory_equal(back, h, 32);
@@ -142,7 +105,7 @@ static void test_keyhash_tampered(void **state)
 	assert_true(w != 0);
 	/* the emulation programs a word once: rebuild the slot by hand in
 	 * a fresh image with one bit cleared in word 2 */
-	fresh_image();
+	usf_fresh();
 	for (uint32_t i = 0; i < 9; i++) {
 		uint32_t v;
 		uint32_t words[8];
@@ -199,14 +162,14 @@ static void test_keyhash_power_cut(void **state)
 		kp_status_t r;
 
 		ka_sim_close();
-		unlink(img_path);
-		open_image_cut(n);
+		unlink(usf_img_path);
+		usf_open(n);
 		r = ka_sb_keyhash_write(h);
 		if (n < total)
 			assert_int_equal(r, KP_ST_STORAGE);
 		else
 			assert_int_equal(r, KP_ST_OK);
-		reboot();
+		usf_reboot();
 		r = ka_sb_keyhash_read(back, &present);
 		if (n < total) {
 			assert_int_equal(r, KP_ST_INTEGRITY);
@@ -265,7 +228,7 @@ static void test_counter_advance(void **state)
 	assert_int_equal(w, 0xFFFFFFE0u);
 	assert_int_equal(ka_sb_counter_advance(41), KP_ST_OK);
 	assert_int_equal(counter(), 41);
-	reboot();
+	usf_reboot();
 	assert_int_equal(counter(), 41);
 	/* out of range */
 	assert_int_equal(ka_sb_counter_advance(KA_SB_COUNTER_MAX + 1),
@@ -283,7 +246,7 @@ static void test_counter_limits(void **state)
 	assert_int_equal(ka_sb_counter_advance(KA_SB_COUNTER_MAX), KP_ST_OK);
 
 	/* 32 advances by one use up the 32 words */
-	fresh_image();
+	usf_fresh();
 	for (uint32_t i = 1; i <= KA_REC_ROLLBACK_WORDS; i++) {
 		assert_int_equal(ka_sb_counter_advance(i), KP_ST_OK);
 		assert_int_equal(counter(), i);
@@ -293,7 +256,7 @@ static void test_counter_limits(void **state)
 	assert_int_equal(counter(), KA_REC_ROLLBACK_WORDS);
 
 	/* a jump needing more room than the erased words hold */
-	fresh_image();
+	usf_fresh();
 	assert_int_equal(ka_sb_counter_advance(1), KP_ST_OK);
 	assert_int_equal(ka_sb_counter_advance(1 + 31 * 32 + 1),
 			 KP_ST_EXHAUSTED);
@@ -332,13 +295,13 @@ static void test_counter_power_cut(void **state)
 	for (uint32_t n = 1; n <= total; n++) {
 		kp_status_t r;
 
-		fresh_image();
+		usf_fresh();
 		assert_int_equal(ka_sb_counter_advance(old), KP_ST_OK);
 		ka_sim_close();
-		open_image_cut(n);
+		usf_open(n);
 		r = ka_sb_counter_advance(to);
 		assert_int_equal(r, n < total ? KP_ST_STORAGE : KP_ST_OK);
-		reboot();
+		usf_reboot();
 		v = counter();
 		assert_true(v >= old);
 		assert_true(v <= to);
