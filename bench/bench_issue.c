@@ -32,6 +32,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include "bench/bench_util.h"
 #include "host/lib/bulk.h"
 #include "host/lib/ca.h"
 #include "host/lib/hostkey.h"
@@ -41,14 +42,6 @@
 #include "host/lib/signer.h"
 
 #define UID_LEN 16
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double cpu_s(void)
 {
@@ -88,16 +81,16 @@ static int run_crypto(double seconds)
 	ca = keygen(kctx);
 	if (ca == NULL)
 		goto out;
-	t0 = now_s();
+	t0 = bu_now_s();
 	do {
 		k = keygen(kctx);
 		if (k == NULL)
 			goto out;
 		EVP_PKEY_free(k);
 		nk++;
-	} while ((t = now_s()) - t0 < seconds / 2);
+	} while ((t = bu_now_s()) - t0 < seconds / 2);
 	tk = (t - t0) / (double)nk;
-	t0 = now_s();
+	t0 = bu_now_s();
 	do {
 		EVP_MD_CTX *md = EVP_MD_CTX_new();
 
@@ -110,7 +103,7 @@ static int run_crypto(double seconds)
 		}
 		EVP_MD_CTX_free(md);
 		ns++;
-	} while ((t = now_s()) - t0 < seconds / 2);
+	} while ((t = bu_now_s()) - t0 < seconds / 2);
 	ts = (t - t0) / (double)ns;
 	printf("keygen_per_s %.1f\n", 1.0 / tk);
 	printf("sign_per_s %.1f\n", 1.0 / ts);
@@ -166,35 +159,6 @@ out:
 	return rc;
 }
 
-static int setup_profile(ks_signer_t *signer, int host)
-{
-	ks_profile_t p;
-	char err[256];
-	static const char *const kv[][2] = {
-		{"subject", "CN=${serial},O=Bench,OU=Widgets"},
-		{"validity_days", "3650"},
-		{"key_usage", "digitalSignature"},
-		{"extended_key_usage", "clientAuth"},
-		{"lock", "full"},
-	};
-
-	if (ks_profile_init(&p, "bench", err, sizeof(err)) != KS_OK)
-		goto fail;
-	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-		if (ks_profile_set(&p, kv[i][0], kv[i][1], err, sizeof(err)) !=
-		    KS_OK)
-			goto fail;
-	if (ks_profile_set(&p, "key_origin", host ? "host" : "device", err,
-			   sizeof(err)) != KS_OK ||
-	    ks_profile_validate(&p, err, sizeof(err)) != KS_OK ||
-	    ks_signer_add_profile(signer, &p) != KS_OK)
-		goto fail;
-	return 0;
-fail:
-	fprintf(stderr, "bench_issue: profile: %s\n", err);
-	return -1;
-}
-
 static int run_issue(int host, unsigned long n, unsigned group,
 		     const char *dir_arg)
 {
@@ -239,7 +203,8 @@ static int run_issue(int host, unsigned long n, unsigned group,
 	snprintf(path3, sizeof(path3), "%s/ca/chain.pem", dir);
 	if (ks_ca_load(path, path2, path3, &ca) != KS_OK ||
 	    ks_signer_new(&ca, &signer) != KS_OK ||
-	    setup_profile(signer, host) != 0)
+	    bu_add_profile(signer, host ? "host" : "device",
+			   "bench_issue") != 0)
 		goto out;
 	snprintf(path, sizeof(path), "%s/ca/station.key", dir);
 	fp = fopen(path, "r");
@@ -279,7 +244,7 @@ static int run_issue(int host, unsigned long n, unsigned group,
 	if (ks_bulk_new(&cfg, &bulk) != KS_OK)
 		goto out;
 	RAND_bytes(uid, sizeof(uid));
-	t0 = now_s();
+	t0 = bu_now_s();
 	c0 = cpu_s();
 	for (unsigned long i = 0; i < n; i++) {
 		ks_err_t r;
@@ -298,7 +263,7 @@ static int run_issue(int host, unsigned long n, unsigned group,
 	}
 	if (ks_bulk_flush(bulk) != KS_OK)
 		failed++;
-	wall = now_s() - t0;
+	wall = bu_now_s() - t0;
 	cpu = cpu_s() - c0;
 	printf("identities %lu\n", st.acked);
 	printf("group %u\n", group);

@@ -30,6 +30,7 @@
 
 #include <openssl/pem.h>
 
+#include "bench/bench_util.h"
 #include "host/lib/bulk.h"
 #include "host/lib/ca.h"
 #include "host/lib/log.h"
@@ -52,46 +53,10 @@ typedef struct {
 	int failed;
 } station_t;
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void on_ack(void *arg, const ks_bulk_ack_t *a)
 {
 	(void)a;
 	((station_t *)arg)->acked++;
-}
-
-static int add_profile(ks_signer_t *signer)
-{
-	ks_profile_t p;
-	char err[256];
-	static const char *const kv[][2] = {
-		{"subject", "CN=${serial},O=Bench,OU=Widgets"},
-		{"validity_days", "3650"},
-		{"key_usage", "digitalSignature"},
-		{"extended_key_usage", "clientAuth"},
-		{"lock", "full"},
-		{"key_origin", "host"},
-	};
-
-	if (ks_profile_init(&p, "bench", err, sizeof(err)) != KS_OK)
-		goto fail;
-	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-		if (ks_profile_set(&p, kv[i][0], kv[i][1], err, sizeof(err)) !=
-		    KS_OK)
-			goto fail;
-	if (ks_profile_validate(&p, err, sizeof(err)) != KS_OK ||
-	    ks_signer_add_profile(signer, &p) != KS_OK)
-		goto fail;
-	return 0;
-fail:
-	fprintf(stderr, "bench_pg: profile: %s\n", err);
-	return -1;
 }
 
 /* One station: set up before the barrier, issue after it. */
@@ -118,7 +83,8 @@ static void *station_main(void *arg)
 	snprintf(lot, sizeof(lot), "L%d", st->index);
 	snprintf(prefix, sizeof(prefix), "S%d", st->index);
 	if (ks_ca_load(a, b, c, &ca) != KS_OK ||
-	    ks_signer_new(&ca, &signer) != KS_OK || add_profile(signer) != 0)
+	    ks_signer_new(&ca, &signer) != KS_OK ||
+	    bu_add_profile(signer, "host", "bench_pg") != 0)
 		goto wait;
 	snprintf(a, sizeof(a), "%s/ca/station.key", st->dir);
 	fp = fopen(a, "r");
@@ -203,13 +169,13 @@ static int run_line(const char *backend, const char *url, const char *dir,
 		exit(1);
 	}
 	pthread_barrier_wait(&start);
-	t0 = now_s();
+	t0 = bu_now_s();
 	for (int i = 0; i < stations; i++) {
 		pthread_join(th[i], NULL);
 		acked += st[i].acked;
 		failed |= st[i].failed;
 	}
-	wall = now_s() - t0;
+	wall = bu_now_s() - t0;
 	pthread_barrier_destroy(&start);
 	printf("backend %s stations %d group %u identities %" PRIu64
 	       " wall_s %.3f per_s %.1f failed %d\n",

@@ -54,6 +54,7 @@
 #include <openssl/pem.h>
 #include <sqlite3.h>
 
+#include "bench/bench_util.h"
 #include "host/lib/audit.h"
 #include "host/lib/bulk.h"
 #include "host/lib/ca.h"
@@ -65,14 +66,6 @@
 #define UID_LEN 16
 #define CERT_DER_LEN 583
 #define TX_ROWS 50000u
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* splitmix64: the content of device i is a function of (i, field), so
  * the lookup phase can recompute any device's keys without storing them */
@@ -347,9 +340,9 @@ static unsigned long lookup_pass(ks_reg_t *reg, uint64_t n, unsigned keys,
 		dev_uid(i, uid);
 		dev_serial(i, serial, sizeof(serial));
 		cert_serial(i, cser);
-		t0 = now_s();
+		t0 = bu_now_s();
 		r = ks_reg_device_get(reg, uid, sizeof(uid), NULL, &d);
-		lat_uid[k] = now_s() - t0;
+		lat_uid[k] = bu_now_s() - t0;
 		if (r != KS_OK || strcmp(d.serial, serial) != 0 ||
 		    strcmp(d.cert_serial, cser) != 0 ||
 		    d.state != KS_REG_ACTIVE) {
@@ -362,9 +355,9 @@ static unsigned long lookup_pass(ks_reg_t *reg, uint64_t n, unsigned keys,
 		i = mix(i + 1) % n; /* another device for the serial lookup */
 		dev_uid(i, uid);
 		dev_serial(i, serial, sizeof(serial));
-		t0 = now_s();
+		t0 = bu_now_s();
 		r = ks_reg_device_get(reg, NULL, 0, serial, &d);
-		lat_ser[k] = now_s() - t0;
+		lat_ser[k] = bu_now_s() - t0;
 		if (r != KS_OK || d.uid_len != UID_LEN ||
 		    memcmp(d.uid, uid, UID_LEN) != 0) {
 			if (wrong++ == 0)
@@ -394,7 +387,7 @@ static int run_lookup(uint64_t n, unsigned keys, const char *dir_arg)
 	snprintf(path, sizeof(path), "%s/lookup-%" PRIu64 ".db", dir, n);
 	if (count_devices(path) != (int64_t)n) {
 		unlink(path);
-		t0 = now_s();
+		t0 = bu_now_s();
 		if (ks_reg_open(path, "bench", &reg) != KS_OK ||
 		    ks_reg_lot_create(reg, "L1", "bench", "BN", -1, "bench") !=
 			    KS_OK)
@@ -402,7 +395,7 @@ static int run_lookup(uint64_t n, unsigned keys, const char *dir_arg)
 		ks_reg_close(&reg);
 		if (generate(path, n) != 0)
 			goto out;
-		gen = now_s() - t0;
+		gen = bu_now_s() - t0;
 		printf("reused 0\n");
 	} else {
 		printf("reused 1\n");
@@ -453,34 +446,6 @@ static void count_ack(void *arg, const ks_bulk_ack_t *a)
 {
 	(void)a;
 	(*(uint64_t *)arg)++;
-}
-
-static int bench_profile(ks_signer_t *signer)
-{
-	ks_profile_t p;
-	char err[256];
-	static const char *const kv[][2] = {
-		{"subject", "CN=${serial},O=Bench,OU=Widgets"},
-		{"validity_days", "3650"},
-		{"key_usage", "digitalSignature"},
-		{"extended_key_usage", "clientAuth"},
-		{"lock", "full"},
-		{"key_origin", "host"},
-	};
-
-	if (ks_profile_init(&p, "bench", err, sizeof(err)) != KS_OK)
-		goto fail;
-	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-		if (ks_profile_set(&p, kv[i][0], kv[i][1], err, sizeof(err)) !=
-		    KS_OK)
-			goto fail;
-	if (ks_profile_validate(&p, err, sizeof(err)) != KS_OK ||
-	    ks_signer_add_profile(signer, &p) != KS_OK)
-		goto fail;
-	return 0;
-fail:
-	fprintf(stderr, "bench_registry: profile: %s\n", err);
-	return -1;
 }
 
 static EVP_PKEY *read_key(const char *path, int pub)
@@ -557,7 +522,8 @@ static int build_audit(const char *dir, uint64_t events, int chain)
 	snprintf(b, sizeof(b), "%s/ca/station-ca.key", dir);
 	snprintf(c, sizeof(c), "%s/ca/chain.pem", dir);
 	if (ks_ca_load(a, b, c, &ca) != KS_OK ||
-	    ks_signer_new(&ca, &signer) != KS_OK || bench_profile(signer) != 0)
+	    ks_signer_new(&ca, &signer) != KS_OK ||
+	    bu_add_profile(signer, "host", "bench_registry") != 0)
 		goto out;
 	snprintf(a, sizeof(a), "%s/ca/station.key", dir);
 	snprintf(b, sizeof(b), "%s/station.pub", dir);
@@ -643,10 +609,10 @@ static int run_audit(uint64_t events, int chain, const char *dir_arg)
 			 db, dir, dir);
 		if (system(cmd) != 0)
 			goto out;
-		t0 = now_s();
+		t0 = bu_now_s();
 		if (build_audit(dir, events, chain) != 0)
 			goto out;
-		gen = now_s() - t0;
+		gen = bu_now_s() - t0;
 		fp = fopen(mark, "w");
 		if (fp == NULL || fclose(fp) != 0)
 			goto out;
@@ -659,9 +625,9 @@ static int run_audit(uint64_t events, int chain, const char *dir_arg)
 	if (pub == NULL)
 		goto out;
 	memset(&rep, 0, sizeof(rep));
-	t0 = now_s();
+	t0 = bu_now_s();
 	r = ks_audit_verify(db, ca, pub, &rep);
-	wall = now_s() - t0;
+	wall = bu_now_s() - t0;
 	printf("events %" PRIu64 "\n", rep.rows);
 	printf("checkpoints %" PRIu64 "\n", rep.checkpoints);
 	printf("certificates %" PRIu64 "\n", rep.certificates);
