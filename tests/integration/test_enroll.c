@@ -411,7 +411,7 @@ int main(int argc, char **argv)
 	ks_est_server_t *srv = NULL;
 	ks_est_stats_t stats;
 	char img_a[256], img_clone[256], img_b[256], claim_a[KS_REG_SERIAL_MAX * 2];
-	char srvc[256], srvk[256], chain[256], err[256], *out;
+	char srvc[256], srvk[256], chain[256], err[256] = "", *out;
 	static const uint8_t uid_a[8] = {0xa1, 0xa2, 0xa3, 0xa4,
 					 0xa5, 0xa6, 0xa7, 0xa8};
 	int rc;
