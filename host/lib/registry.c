@@ -2132,6 +2132,7 @@ typedef struct {
 	char subject[512];
 	int64_t not_before;
 	int64_t not_after;
+	const char *why; /* what did not parse (NULL when it did) */
 } cert_facts_t;
 
 static int asn1_time_unix(const ASN1_TIME *t, int64_t *out)
@@ -2293,11 +2294,13 @@ static int cert_facts(const uint8_t *der, size_t der_len, cert_facts_t *f)
 	unsigned last = 0;
 
 	memset(f, 0, sizeof(*f));
+	f->why = "not one DER SEQUENCE (truncated, overlong or trailing bytes)";
 	if (der_len > (size_t)INT32_MAX || !der_expect(&c, end, 0x30, &cert) ||
 	    c != end)
 		return KS_ERR_VERIFY;
 	c = cert.p;
 	end = cert.p + cert.len;
+	f->why = "not tbsCertificate, signatureAlgorithm, signature";
 	if (!der_expect(&c, end, 0x30, &tbs) ||
 	    !der_expect(&c, end, 0x30, &el) ||
 	    !der_expect(&c, end, V_ASN1_BIT_STRING, &sig) || c != end)
@@ -2308,9 +2311,11 @@ static int cert_facts(const uint8_t *der, size_t der_len, cert_facts_t *f)
 		return KS_ERR_VERIFY;
 	if (el.tag == 0xa0 && !der_next(&c, tend, &el)) /* [0] version */
 		return KS_ERR_VERIFY;
+	f->why = "serial number not a positive, minimally encoded INTEGER";
 	if (el.tag != V_ASN1_INTEGER ||
 	    !der_serial_hex(&el, f->serial_hex, sizeof(f->serial_hex)))
 		return KS_ERR_VERIFY;
+	f->why = "malformed signature algorithm, issuer or validity";
 	if (!der_expect(&c, tend, 0x30, &el) || /* signature algorithm */
 	    !der_expect(&c, tend, 0x30, &el) || /* issuer */
 	    !der_expect(&c, tend, 0x30, &el))   /* validity */
@@ -2320,19 +2325,24 @@ static int cert_facts(const uint8_t *der, size_t der_len, cert_facts_t *f)
 		const uint8_t *v = el.p;
 		der_el_t t;
 
+		f->why = "validity times malformed";
 		if (!der_next(&v, vend, &t) ||
 		    der_time_unix(&t, &f->not_before) != KS_OK ||
 		    !der_next(&v, vend, &t) ||
 		    der_time_unix(&t, &f->not_after) != KS_OK || v != vend)
 			return KS_ERR_VERIFY;
 	}
+	f->why = "subject name malformed";
 	if (!der_expect(&c, tend, 0x30, &el) ||
-	    der_name_text(&el, f->subject, sizeof(f->subject)) != KS_OK ||
-	    !der_expect(&c, tend, 0x30, &spki) ||
+	    der_name_text(&el, f->subject, sizeof(f->subject)) != KS_OK)
+		return KS_ERR_VERIFY;
+	f->why = "subject public key not an uncompressed P-256 key";
+	if (!der_expect(&c, tend, 0x30, &spki) ||
 	    !ks_pubkey_spki_point(spki.start,
 				  (size_t)(spki.p + spki.len - spki.start), pt))
 		return KS_ERR_VERIFY;
 	/* issuerUniqueID [1], subjectUniqueID [2], extensions [3], in order */
+	f->why = "unexpected or misordered fields after the public key";
 	while (c != tend) {
 		if (!der_next(&c, tend, &el) ||
 		    (el.tag != 0x81 && el.tag != 0x82 && el.tag != 0xa3) ||
@@ -2340,6 +2350,7 @@ static int cert_facts(const uint8_t *der, size_t der_len, cert_facts_t *f)
 			return KS_ERR_VERIFY;
 		last = el.tag;
 	}
+	f->why = NULL;
 	SHA256(spki.start, (size_t)(spki.p + spki.len - spki.start),
 	       f->pubkey_sha256);
 	SHA256(der, der_len, f->der_sha256);
@@ -2367,7 +2378,8 @@ static int issued_extra(ks_reg_t *reg, const sess_row_t *s, const void *arg,
 
 	r = cert_facts(a->der, a->der_len, &f);
 	if (r != KS_OK) {
-		ks_log_error("certificate DER does not parse");
+		ks_log_error("certificate DER does not parse: %s",
+			     f.why != NULL ? f.why : "malformed");
 		return r;
 	}
 	if (strcasecmp(f.serial_hex, a->serial_hex) != 0 ||
