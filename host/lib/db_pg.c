@@ -109,8 +109,12 @@ static int err(ks_db_t *db, const PGresult *res)
 	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
 	    strcmp(state, "55P03") == 0)
 		return KS_DB_ERETRY;
-	if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0)
+	if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0) {
+		/* connection exception, or the server shutting down: this
+		 * connection is gone even if libpq has not noticed yet */
+		C(db)->lost = 1;
 		return KS_DB_ECONN;
+	}
 	if (strcmp(state, "53200") == 0)
 		return KS_DB_ENOMEM;
 	return KS_DB_EERROR;

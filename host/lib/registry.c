@@ -147,8 +147,8 @@ int ks_reg_db_err(ks_reg_t *reg, int rc, const char *what)
 		return KS_ERR_BUSY;
 	if (rc == KS_DB_ENOMEM)
 		return KS_ERR_NOMEM;
-	if (rc == KS_DB_ECONN)
-		return KS_ERR_UNAVAILABLE;
+	if (rc == KS_DB_ECONN || !ks_db_connected(reg->dbh))
+		return KS_ERR_UNAVAILABLE; /* an error as the connection died */
 	return KS_ERR_DB;
 }
 

@@ -39,6 +39,7 @@
 #include "host/lib/log.h"
 #include "host/lib/profile.h"
 #include "host/lib/registry.h"
+#include "host/lib/registry_health.h"
 #include "host/lib/session.h"
 #include "host/lib/signer.h"
 #include "protocol/msg.h"
@@ -479,7 +480,12 @@ static fail_t host_fail(run_t *r, const char *what, ks_err_t err)
 static int reg_retry(run_t *r, int rc)
 {
 	ks_agent_status_t st;
+	ks_db_health_t h;
 
+	/* a plain registry error while its connection is down is an outage */
+	if (rc == KS_ERR_DB && ks_reg_health(r->e->reg, &h) == KS_OK &&
+	    !h.connected)
+		rc = KS_ERR_UNAVAILABLE;
 	if (rc != KS_ERR_UNAVAILABLE || stop_requested(r) || r->agent == NULL ||
 	    ks_agent_status(r->agent, &st) != KS_OK)
 		return 0;
