@@ -293,15 +293,10 @@ out:
 
 int kc_cmd_ca(kc_global_t *g, int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? KC_EXIT_USAGE : KC_EXIT_OK;
-	}
-	if (strcmp(argv[1], "init") == 0)
-		return cmd_init(g, argc - 1, argv + 1);
-	if (strcmp(argv[1], "check") == 0)
-		return cmd_check(g, argc - 1, argv + 1);
-	kc_err("ca: unknown subcommand '%s' (init, check)", argv[1]);
-	return KC_EXIT_USAGE;
+	static const kc_sub_t subs[] = {
+		{"init", cmd_init}, {"check", cmd_check},
+	};
+
+	return kc_subcommand(g, argc, argv, "ca", subs,
+			     sizeof(subs) / sizeof(subs[0]), usage);
 }

@@ -306,3 +306,26 @@ int kc_call(kc_global_t *g, json_t *req, json_t **rsp)
 	}
 	return rc;
 }
+
+int kc_subcommand(kc_global_t *g, int argc, char **argv, const char *cmd,
+		  const kc_sub_t *subs, size_t n, void (*usage)(FILE *fp))
+{
+	char known[256] = "";
+	size_t w = 0;
+
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? KC_EXIT_USAGE : KC_EXIT_OK;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(argv[1], subs[i].name) == 0)
+			return subs[i].fn(g, argc - 1, argv + 1);
+		if (w < sizeof(known))
+			w += (size_t)snprintf(known + w, sizeof(known) - w,
+					      "%s%s", i > 0 ? ", " : "",
+					      subs[i].name);
+	}
+	kc_err("%s: unknown subcommand '%s' (%s)", cmd, argv[1], known);
+	return KC_EXIT_USAGE;
+}

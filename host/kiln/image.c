@@ -446,17 +446,10 @@ out:
 
 int kc_cmd_image(kc_global_t *g, int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? KC_EXIT_USAGE : KC_EXIT_OK;
-	}
-	if (strcmp(argv[1], "sign") == 0)
-		return cmd_sign(g, argc - 1, argv + 1);
-	if (strcmp(argv[1], "verify") == 0)
-		return cmd_verify(g, argc - 1, argv + 1);
-	if (strcmp(argv[1], "info") == 0)
-		return cmd_info(g, argc - 1, argv + 1);
-	kc_err("image: unknown subcommand '%s' (sign, verify, info)", argv[1]);
-	return KC_EXIT_USAGE;
+	static const kc_sub_t subs[] = {
+		{"sign", cmd_sign}, {"verify", cmd_verify}, {"info", cmd_info},
+	};
+
+	return kc_subcommand(g, argc, argv, "image", subs,
+			     sizeof(subs) / sizeof(subs[0]), usage);
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -61,6 +62,21 @@ int kc_call(kc_global_t *g, json_t *req, json_t **rsp)
 
 /** Print "kiln: <cmd>: error: ..." to stderr. */
 void kc_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/** One subcommand of a command ("kiln image sign ..."). */
+typedef struct {
+	const char *name;
+	int (*fn)(kc_global_t *g, int argc, char **argv);
+} kc_sub_t;
+
+/**
+ * Run the subcommand argv[1] of command @cmd from @subs (it gets argv from
+ * its own name on). No subcommand: @usage to stderr, KC_EXIT_USAGE;
+ * --help/-h: @usage to stdout, KC_EXIT_OK; an unknown one: an error
+ * naming the known ones, KC_EXIT_USAGE.
+ */
+int kc_subcommand(kc_global_t *g, int argc, char **argv, const char *cmd,
+		  const kc_sub_t *subs, size_t n, void (*usage)(FILE *fp));
 
 /** Print a JSON value on one line to stdout. */
 void kc_print_json(const json_t *j);

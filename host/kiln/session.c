@@ -96,15 +96,10 @@ static int release(kc_global_t *g, int argc, char **argv)
 
 int kc_cmd_session(kc_global_t *g, int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "release") == 0)
-		return release(g, argc - 1, argv + 1);
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
-			  strcmp(argv[1], "-h") == 0)) {
-		usage(stdout);
-		return KC_EXIT_OK;
-	}
-	if (argc >= 2)
-		kc_err("session: unknown subcommand '%s' (release)", argv[1]);
-	usage(stderr);
-	return KC_EXIT_USAGE;
+	static const kc_sub_t subs[] = {
+		{"release", release},
+	};
+
+	return kc_subcommand(g, argc, argv, "session", subs,
+			     sizeof(subs) / sizeof(subs[0]), usage);
 }
